@@ -1,0 +1,153 @@
+"""Zoll's public keys and its transparency log: what anyone needs to check Zoll's word
+without trusting Zoll's database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from registry.api.router import API, ApiError, Param, query_int
+from registry.http.access import PUBLIC
+from registry.pipeline.services import services_of
+
+INDEX = Param("index", "path", "log index", {"type": "integer", "minimum": 0})
+
+
+class PublicKeyModel(BaseModel):
+    keyid: str
+    algorithm: str
+    publicKey: str
+    validFrom: str
+    validUntil: str | None = None
+    status: str
+    logVerifierKey: str | None = None
+
+
+class Keys(BaseModel):
+    activeKeyid: str
+    keys: list[PublicKeyModel]
+
+
+class LogEntryModel(BaseModel):
+    origin: str
+    logIndex: int
+    kind: str
+    body: dict[str, Any]
+    leafHash: str
+    integratedTime: str | None = None
+
+
+class Proof(BaseModel):
+    proof: dict[str, Any]
+    checkpoint: str | None = None
+    """A signed checkpoint for the proof's tree size, when the log signed one."""
+
+
+@API.operation(
+    "GET",
+    "/api/v1/keys",
+    summary="Zoll's attestation and log public keys",
+    tag="transparency",
+    needs=PUBLIC,
+    response=Keys,
+)
+async def keys(request: web.Request) -> Keys:
+    """Every key Zoll ever signed with, with its validity period: the active one and the
+    retired ones (attestations they signed stay verifiable). `logVerifierKey` verifies the
+    log's checkpoints (C2SP signed-note verifier key)."""
+    svc = services_of(request)
+    return Keys.model_validate(svc.keyring.to_json(log_origin=svc.log.origin))
+
+
+@API.operation(
+    "GET",
+    "/api/v1/log/checkpoint",
+    summary="The log's latest signed checkpoint",
+    tag="transparency",
+    needs=PUBLIC,
+    response=None,
+    content_type="text/plain",
+)
+async def checkpoint(request: web.Request) -> web.Response:
+    """A C2SP tlog-checkpoint signed note: origin, tree size and root hash, signed."""
+    signed = await services_of(request).log.checkpoint()
+    return web.Response(text=signed.to_text(), content_type="text/plain")
+
+
+@API.operation(
+    "GET",
+    "/api/v1/log/entries/{index}",
+    route="/api/v1/log/entries/{index:\\d+}",
+    summary="One log entry",
+    tag="transparency",
+    needs=PUBLIC,
+    response=LogEntryModel,
+    params=(INDEX,),
+    errors={404: "No entry with that index"},
+)
+async def entry(request: web.Request) -> LogEntryModel:
+    """The entry's body (an attestation or an admission decision) and its leaf hash."""
+    from attest.tlog.store import EntryNotFound
+
+    index = int(request.match_info["index"])
+    try:
+        found = await services_of(request).log.entry(index)
+    except EntryNotFound as exc:
+        raise ApiError(404, "No such entry", str(exc)) from exc
+    return LogEntryModel.model_validate(found.to_json())
+
+
+async def _signed_at(request: web.Request, size: int) -> str | None:
+    signed = await services_of(request).log.checkpoint_at(size)
+    return None if signed is None else signed.to_text()
+
+
+@API.operation(
+    "GET",
+    "/api/v1/log/proof/inclusion",
+    summary="Inclusion proof of an entry",
+    tag="transparency",
+    needs=PUBLIC,
+    response=Proof,
+    params=(
+        Param("index", "query", "log index of the entry", {"type": "integer"}, required=True),
+        Param("size", "query", "tree size (default: current)", {"type": "integer"}),
+    ),
+)
+async def inclusion(request: web.Request) -> Proof:
+    """RFC 6962/9162 audit path from the entry's leaf to the root of a tree of `size`."""
+    log = services_of(request).log
+    current = await log.size()
+    index = query_int(request, "index", -1, 0, max(current - 1, 0))
+    size = query_int(request, "size", current, index + 1, current)
+    if index < 0 or current == 0:
+        raise ApiError(400, "Invalid parameter", "index is required and the log must not be empty")
+    proof = await log.inclusion_proof(index, size)
+    return Proof(proof=proof.to_json(), checkpoint=await _signed_at(request, size))
+
+
+@API.operation(
+    "GET",
+    "/api/v1/log/proof/consistency",
+    summary="Consistency proof between two sizes",
+    tag="transparency",
+    needs=PUBLIC,
+    response=Proof,
+    params=(
+        Param("old", "query", "older tree size", {"type": "integer"}, required=True),
+        Param("new", "query", "newer tree size (default: current)", {"type": "integer"}),
+    ),
+)
+async def consistency(request: web.Request) -> Proof:
+    """Proof that the tree of `old` entries is a prefix of the tree of `new` entries (the
+    log never rewrote history between two checkpoints an auditor saw)."""
+    log = services_of(request).log
+    current = await log.size()
+    old = query_int(request, "old", -1, 0, current)
+    new = query_int(request, "new", current, max(old, 0), current)
+    if old < 0:
+        raise ApiError(400, "Invalid parameter", "old is required")
+    proof = await log.consistency_proof(old, new)
+    return Proof(proof=proof.to_json(), checkpoint=await _signed_at(request, new))

@@ -1,0 +1,201 @@
+"""`zoll log …`: check Zoll's transparency log offline, from files an auditor keeps.
+
+Nothing here talks to Zoll: a checkpoint, a proof and a trusted key are enough to show
+that the log only grew (consistency) and that an attestation is in it (inclusion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from attest.keys import KeyLoadError, PublicKey
+from attest.tlog.checkpoint import (
+    CheckpointError,
+    ForkDetected,
+    SignedCheckpoint,
+    verify_extension,
+)
+from attest.tlog.entries import EntryError, record_from_document
+from attest.tlog.note import NoteError, NoteVerificationError, NoteVerifier, verify_note
+from attest.tlog.proofs import (
+    ConsistencyProof,
+    InclusionProof,
+    ProofError,
+    ProofVerificationError,
+    verify_inclusion,
+)
+from registry.cli.output import add_json_flag, console, emit_json
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """A file is missing or not what the command expects."""
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def _json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(_read(path, what))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"the {what} {path} is not JSON: {exc}") from exc
+
+
+def trusted_keys(paths: list[Path], origin: str) -> list[NoteVerifier]:
+    """Note verifiers from key files: PEM public keys (named `origin`), `name+hash+key`
+    lines, or the `/api/v1/keys` document (every key ever published)."""
+    if not paths:
+        raise InputError("give the log's public key with --key (PEM, verifier key or keys JSON)")
+    out: list[NoteVerifier] = []
+    for path in paths:
+        text = _read(path, "key file").decode(errors="replace").strip()
+        try:
+            if text.startswith("-----BEGIN"):
+                out.append(NoteVerifier.for_key(origin, PublicKey.from_pem(text)))
+            elif text.startswith("{"):
+                doc = json.loads(text)
+                for key in doc.get("keys", []) if isinstance(doc, dict) else []:
+                    if isinstance(key, dict) and isinstance(key.get("logVerifierKey"), str):
+                        out.append(NoteVerifier.from_vkey(key["logVerifierKey"]))
+                    elif isinstance(key, dict) and isinstance(key.get("publicKey"), str):
+                        out.append(
+                            NoteVerifier.for_key(origin, PublicKey.from_pem(key["publicKey"]))
+                        )
+            else:
+                out.extend(NoteVerifier.from_vkey(line) for line in text.splitlines() if line)
+        except (NoteError, KeyLoadError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} holds no usable key: {exc}") from exc
+    if not out:
+        raise InputError("the key files hold no keys")
+    return out
+
+
+def _checkpoint(
+    path: Path, keys: list[Path], origin: str | None
+) -> tuple[SignedCheckpoint, list[NoteVerifier]]:
+    try:
+        signed = SignedCheckpoint.parse(_read(path, "checkpoint"))
+    except CheckpointError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    if origin is not None and signed.checkpoint.origin != origin:
+        raise NoteVerificationError(
+            f"{path} is a checkpoint of {signed.checkpoint.origin!r}, not of {origin!r}"
+        )
+    trusted = trusted_keys(keys, signed.checkpoint.origin)
+    return signed, verify_note(signed.note, trusted)
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    if args.json:
+        emit_json(result)
+    elif result["verified"]:
+        console.print(f"[green]✓[/] {result['summary']}")
+    else:
+        console.print(f"[red]✗ {result['error']}[/]")
+    if result["verified"]:
+        return EXIT_OK
+    return EXIT_BAD_INPUT if result.get("reason") == "input" else EXIT_FAILED
+
+
+def _guarded(args: argparse.Namespace, check: Any) -> int:
+    try:
+        result = check()
+    except (InputError, ProofError, EntryError, CheckpointError) as exc:
+        result = {"verified": False, "reason": "input", "error": str(exc)}
+    except (NoteVerificationError, ProofVerificationError) as exc:
+        kind = "fork" if isinstance(exc, ForkDetected) else "verification"
+        result = {"verified": False, "reason": kind, "error": str(exc)}
+    return _report(args, result)
+
+
+def verify_consistency_cmd(args: argparse.Namespace) -> int:
+    def check() -> dict[str, Any]:
+        old, signers = _checkpoint(args.checkpoint, args.key, args.origin)
+        new, _ = _checkpoint(args.newer, args.key, args.origin)
+        if args.proof is None:
+            if old.checkpoint.size != new.checkpoint.size:
+                raise InputError("checkpoints of different sizes need --proof")
+            proof = ConsistencyProof(old.checkpoint.size, new.checkpoint.size, ())
+        else:
+            proof = ConsistencyProof.from_json(_json(args.proof, "proof"))
+        verify_extension(old.checkpoint, new.checkpoint, proof)
+        return {
+            "verified": True,
+            "origin": old.checkpoint.origin,
+            "oldSize": old.checkpoint.size,
+            "newSize": new.checkpoint.size,
+            "signedBy": [s.name for s in signers],
+            "summary": (
+                f"{new.checkpoint.origin}: size {new.checkpoint.size} extends size "
+                f"{old.checkpoint.size}; both checkpoints are signed by a trusted key"
+            ),
+        }
+
+    return _guarded(args, check)
+
+
+def verify_inclusion_cmd(args: argparse.Namespace) -> int:
+    def check() -> dict[str, Any]:
+        signed, _ = _checkpoint(args.checkpoint, args.key, args.origin)
+        record = record_from_document(_json(args.entry, "entry"))
+        proof = InclusionProof.from_json(_json(args.proof, "proof"))
+        cp = signed.checkpoint
+        if proof.tree_size != cp.size:
+            raise InputError(
+                f"the proof is for tree size {proof.tree_size}, the checkpoint is {cp.size}"
+            )
+        verify_inclusion(proof.index, cp.size, record.leaf_hash(), proof.hashes, cp.root)
+        return {
+            "verified": True,
+            "origin": cp.origin,
+            "logIndex": proof.index,
+            "treeSize": cp.size,
+            "kind": record.kind,
+            "summary": f"the {record.kind} is entry {proof.index} of {cp.origin} at size {cp.size}",
+        }
+
+    return _guarded(args, check)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    log = subparsers.add_parser("log", help="verify Zoll's transparency log offline")
+    sub = log.add_subparsers(dest="log_command", metavar="COMMAND", required=True)
+
+    verify = sub.add_parser(
+        "verify", help="check that a newer checkpoint extends an older one (consistency)"
+    )
+    verify.add_argument(
+        "--checkpoint", type=Path, required=True, help="the older checkpoint you kept"
+    )
+    verify.add_argument("--newer", type=Path, required=True, help="the newer checkpoint")
+    verify.add_argument("--proof", type=Path, help="consistency proof JSON between the two sizes")
+    verify.add_argument(
+        "--key", type=Path, action="append", default=[], help="trusted log key file"
+    )
+    verify.add_argument("--origin", help="the log's origin line you expect")
+    add_json_flag(verify)
+    verify.set_defaults(handler=verify_consistency_cmd)
+
+    inclusion = sub.add_parser(
+        "verify-inclusion", help="check that an attestation or entry is in the log (inclusion)"
+    )
+    inclusion.add_argument(
+        "--entry", type=Path, required=True, help="DSSE envelope, sigstore bundle or log entry JSON"
+    )
+    inclusion.add_argument("--proof", type=Path, required=True, help="inclusion proof JSON")
+    inclusion.add_argument("--checkpoint", type=Path, required=True, help="signed checkpoint")
+    inclusion.add_argument(
+        "--key", type=Path, action="append", default=[], help="trusted log key file"
+    )
+    inclusion.add_argument("--origin", help="the log's origin line you expect")
+    add_json_flag(inclusion)
+    inclusion.set_defaults(handler=verify_inclusion_cmd)

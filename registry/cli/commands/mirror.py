@@ -1,0 +1,325 @@
+"""`zoll mirror`: keep sovereign copies of upstream images, with live progress.
+
+    zoll mirror apply mirror.yaml [--run]   store a mirror set, queue its entries
+    zoll mirror run [--set S] [--entry E]   copy now: progress per blob, summary table
+    zoll mirror status                      entries, last runs, errors, pending work
+
+`run` makes this process a worker for the durable mirror jobs (the service's workers do
+the same on their schedule); with `--wait` it also runs the pipeline until each mirrored
+image is admitted or quarantined. Interrupted runs resume where they stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from registry.cli.commands.serve import add_config_args
+from registry.cli.database import NoDatabase, add_database_args, cli_config, resolve_dsn
+from registry.cli.output import add_json_flag, console, emit_json, transfer_progress
+from registry.mirror.sets import MirrorSet, MirrorSetError
+from registry.oci.digest import Digest
+from registry.pipeline.jobs import JobQueue
+
+MIRROR_KINDS = ["mirror-entry", "mirror-image"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("mirror", help="mirror upstream images into Zoll")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    apply = actions.add_parser("apply", help="store a mirror set and queue its entries")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--run", action="store_true", help="copy now, with progress")
+    apply.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until every image is admitted or quarantined (by the service, or by "
+        "this process with --run)",
+    )
+    run = actions.add_parser("run", help="copy due or selected entries now")
+    run.add_argument("--set", dest="set_name", help="only this mirror set")
+    run.add_argument("--entry", help="only this entry (with --set)")
+    run.add_argument("--wait", action="store_true", help="also run the pipeline to its end")
+    status = actions.add_parser("status", help="mirror entries and their last runs")
+    for q in (apply, run, status):
+        add_config_args(q)
+        add_database_args(q)
+        add_json_flag(q)
+        q.set_defaults(handler=_handler)
+    for q in (apply, run):
+        q.add_argument("--jobs", type=int, default=4, help="images copied at once")
+
+
+class RichCopyProgress:
+    """Per-blob progress bars (bytes, rate, ETA) for the copy engine."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bars = transfer_progress(disable=not enabled)
+        self._tasks: dict[Digest, Any] = {}
+
+    def blob_started(self, digest: Digest, size: int) -> None:
+        self._tasks[digest] = self.bars.add_task(f"blob {digest.encoded[:12]}", total=size)
+
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None:
+        task = self._tasks.get(digest)
+        if task is not None:
+            self.bars.advance(task, nbytes)
+
+    def blob_finished(self, digest: Digest, fetched: bool) -> None:
+        task = self._tasks.pop(digest, None)
+        if task is not None:
+            self.bars.remove_task(task)
+
+
+def _handler(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(args))
+    except NoDatabase as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    except MirrorSetError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+
+
+async def _main(args: argparse.Namespace) -> int:
+    if args.action == "status" or (args.action == "apply" and not args.run):
+        return await _bookkeeping(args)  # the database is enough: the service does the work
+    mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
+    config = cli_config(args)
+    from registry.mirror.copy import Copier
+    from registry.mirror.jobs import apply_set, queue_entry
+    from registry.pipeline.services import PipelineServices
+    from registry.service import close_registry, open_registry
+
+    registry = await open_registry(config)
+    services = await PipelineServices.open(registry)
+    try:
+        if mirror_set is not None:
+            names = await apply_set(registry.pool, *mirror_set)
+            for name in names:
+                await queue_entry(services, mirror_set[0].name, name)
+            if not args.json:
+                console.print(
+                    f"applied mirror set [bold]{mirror_set[0].name}[/]: {len(names)} entries"
+                )
+        elif args.set_name:
+            entries = await registry.pool.fetch(
+                """SELECT name FROM mirror_entries
+                   WHERE set_name = $1 AND ($2::text IS NULL OR name = $2)""",
+                args.set_name,
+                args.entry,
+            )
+            if not entries:
+                wanted = f"{args.set_name}/{args.entry or '*'}"
+                console.print(f"[red]no mirror entries match {wanted}[/]")
+                return 2
+            for row in entries:
+                await queue_entry(services, args.set_name, row["name"])
+        progress = RichCopyProgress(enabled=not args.json)
+        services.copier = Copier(registry, progress=progress)
+        started = time.monotonic()
+        with progress.bars:
+            results = await _work(services, args.jobs, with_pipeline=args.wait)
+        return _summary(results, time.monotonic() - started, args.json, services)
+    finally:
+        await services.aclose()
+        await close_registry(registry)
+
+
+async def _bookkeeping(args: argparse.Namespace) -> int:
+    """`apply` (queue only) and `status`: work for the service, done in the database."""
+    from registry.db.pool import create_pool
+    from registry.mirror.jobs import apply_set, entry_job
+
+    mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
+    pool = await create_pool(resolve_dsn(args), min_size=1, max_size=2)
+    try:
+        if args.action == "status":
+            return await _status(pool, args)
+        assert mirror_set is not None
+        started = await pool.fetchval("SELECT now()")
+        names = await apply_set(pool, *mirror_set)
+        jobs = JobQueue(pool)
+        for name in names:
+            await jobs.enqueue(*entry_job(mirror_set[0].name, name))
+        if not args.wait:
+            if args.json:
+                emit_json({"set": mirror_set[0].name, "entries": names, "queued": True})
+            else:
+                console.print(
+                    f"applied mirror set [bold]{mirror_set[0].name}[/]: {len(names)} entries "
+                    "queued for the service (or copy them now with `zoll mirror run`)"
+                )
+            return 0
+        return await _watch(pool, mirror_set[0].name, started, args.json)
+    finally:
+        await pool.close()
+
+
+async def _work(services: Any, parallel: int, *, with_pipeline: bool) -> list[dict[str, Any]]:
+    """Run mirror jobs (and pipeline stages with `with_pipeline`) until none is left."""
+    from registry.pipeline.runner import HANDLERS, PipelineRunner
+    from registry.pipeline.stages import STAGES
+
+    runner = PipelineRunner(services)
+    kinds = MIRROR_KINDS + (list(STAGES) if with_pipeline else [])
+    kinds = [k for k in kinds if k in HANDLERS]
+    results: list[dict[str, Any]] = []
+
+    async def worker(n: int) -> None:
+        idle = 0
+        while idle < 2:  # nothing queued or running anywhere, twice in a row
+            job = await services.jobs.claim(f"{runner.worker}:cli{n}", kinds)
+            if job is None:
+                counts = await services.jobs.counts()
+                busy = sum(
+                    counts.get(k, {}).get(s, 0) for k in kinds for s in ("queued", "running")
+                )
+                idle = idle + 1 if busy == 0 else 0
+                await asyncio.sleep(0.05 if busy == 0 else 0.2)
+                continue
+            idle = 0
+            await runner.run(job)
+            if job.kind == "mirror-image":
+                row = await services.registry.pool.fetchrow(
+                    "SELECT state, last_error, result FROM jobs WHERE id = $1", job.id
+                )
+                results.append(
+                    {
+                        "job": job.payload,
+                        "state": row["state"],
+                        "error": row["last_error"],
+                        "result": row["result"],
+                    }
+                )
+
+    tasks = [asyncio.create_task(worker(n)) for n in range(parallel)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return results
+
+
+def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, services: Any) -> int:
+    failed = [r for r in results if r["state"] != "done"]
+    if as_json:
+        emit_json({"seconds": round(elapsed, 2), "images": results, "failed": len(failed)})
+        return 1 if failed else 0
+    table = Table(
+        "entry",
+        "reference",
+        "digest",
+        "fetched",
+        "blobs new/reused",
+        "result",
+        title=f"mirrored in {elapsed:.1f}s",
+    )
+    for r in results:
+        res = r["result"] or {}
+        table.add_row(
+            f"{r['job']['set']}/{r['job']['entry']}",
+            r["job"]["reference"],
+            (res.get("digest") or "")[:19],
+            f"{res.get('bytes_fetched', 0) / 1e6:.1f} MB",
+            f"{res.get('blobs_fetched', 0)}/{res.get('blobs_reused', 0)}",
+            "[green]copied[/]" if r["state"] == "done" else f"[red]{r['state']}: {r['error']}[/]",
+        )
+    console.print(table)
+    return 1 if failed else 0
+
+
+async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
+    """Follow the service working on a mirror set until nothing is left to do."""
+    started = time.monotonic()
+    with transfer_progress(disable=as_json) as bars:
+        task = bars.add_task(f"mirror set {set_name}", total=None)
+        while True:
+            pending = await pool.fetchval(
+                """SELECT count(*) FROM jobs WHERE created_at >= $1
+                   AND state IN ('queued', 'running')""",
+                since,
+            )
+            done = await pool.fetchval(
+                "SELECT count(*) FROM jobs WHERE created_at >= $1 AND state IN ('done', 'failed')",
+                since,
+            )
+            bars.update(task, completed=done, total=done + pending)
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+    rows = await pool.fetch(
+        """SELECT i.entry, i.reference, i.repository, i.digest, s.state, s.reasons
+           FROM mirror_images i
+           LEFT JOIN repositories r ON r.name = i.repository
+           LEFT JOIN image_status s ON s.repository_id = r.id AND s.digest = i.digest
+           WHERE i.set_name = $1 ORDER BY i.entry, i.reference""",
+        set_name,
+    )
+    failed = await pool.fetch(
+        """SELECT payload, last_error FROM jobs
+           WHERE created_at >= $1 AND state = 'failed' AND kind = ANY($2::text[])""",
+        since,
+        MIRROR_KINDS,
+    )
+    elapsed = time.monotonic() - started
+    if as_json:
+        emit_json(
+            {
+                "seconds": round(elapsed, 2),
+                "images": [dict(r) for r in rows],
+                "failed": [{"job": r["payload"], "error": r["last_error"]} for r in failed],
+            }
+        )
+        return 1 if failed else 0
+    table = Table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
+    for r in rows:
+        colour = "green" if r["state"] == "admitted" else "yellow"
+        table.add_row(r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]")
+    console.print(table)
+    for r in failed:
+        console.print(f"[red]failed[/] {r['payload'].get('reference', '')}: {r['last_error']}")
+    return 1 if failed else 0
+
+
+async def _status(pool: Any, args: argparse.Namespace) -> int:
+    rows = await pool.fetch(
+        """SELECT e.set_name, e.name, e.last_run_at, e.next_run_at, e.last_error,
+                  e.last_result, (SELECT count(*) FROM mirror_images i
+                                   WHERE i.set_name = e.set_name AND i.entry = e.name) AS images
+           FROM mirror_entries e ORDER BY e.set_name, e.name"""
+    )
+    pending = await pool.fetch(
+        """SELECT kind, state, count(*) AS n FROM jobs
+           WHERE kind = ANY($1::text[]) AND state IN ('queued', 'running', 'failed')
+           GROUP BY 1, 2""",
+        MIRROR_KINDS,
+    )
+    jobs = {f"{r['kind']}:{r['state']}": int(r["n"]) for r in pending}
+    data = {"entries": [dict(r) for r in rows], "jobs": jobs}
+    if args.json:
+        emit_json(data)
+        return 0
+    table = Table("set/entry", "images", "last run", "next run", "error", title="mirror entries")
+    for r in rows:
+        table.add_row(
+            f"{r['set_name']}/{r['name']}",
+            str(r["images"]),
+            str(r["last_run_at"] or "never"),
+            str(r["next_run_at"]),
+            r["last_error"] or "",
+        )
+    console.print(table)
+    if jobs:
+        console.print("pending: " + ", ".join(f"{k} {v}" for k, v in jobs.items()))
+    return 0

@@ -1,0 +1,86 @@
+"""`zoll serve`: run the registry (embedded PostgreSQL and S3 unless configured)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from registry.cli.output import console
+from registry.config import Config, ConfigError, load_config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the registry service",
+        description="Run Zoll. Without a database DSN or S3 endpoint it starts embedded "
+        "PostgreSQL and SeaweedFS under the data folder and stops them on exit.",
+    )
+    add_config_args(p)
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 5000)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--storage", choices=["s3", "filesystem"], help="blob storage driver")
+    p.set_defaults(handler=_serve)
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML config file (or ZOLL_CONFIG)")
+    p.add_argument("--data-dir", type=Path, help="data folder (default ./zoll-data)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config file and environment, with command-line flags on top."""
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = str(args.data_dir)
+    http = {k: getattr(args, k, None) for k in ("host", "port", "workers")}
+    if any(v is not None for v in http.values()):
+        overrides["http"] = {k: v for k, v in http.items() if v is not None}
+    if getattr(args, "storage", None):
+        overrides["storage"] = {"driver": args.storage}
+    return load_config(args.config, overrides=overrides)
+
+
+def _banner(config: Config, port: int) -> None:
+    wildcard = config.http.host in ("0.0.0.0", "::")  # noqa: S104 (only compared)
+    host = "127.0.0.1" if wildcard else config.http.host
+    address = f"{host}:{port}"
+    console.print(f"[bold green]Zoll is serving on http://{address}[/] (Ctrl-C stops it)")
+    console.print(
+        f"  data folder {config.data_dir.resolve()}, storage {config.storage.driver}, "
+        f"{config.http.workers} worker(s)"
+    )
+    creds = " --dest-creds admin:PASSWORD" if config.auth.enabled else ""
+    console.print("Push an image with skopeo (plain HTTP on loopback):")
+    console.print(
+        f"  skopeo copy --dest-tls-verify=false{creds} oci:./my-layout:tag "
+        f"docker://{address}/demo/app:1.0",
+        soft_wrap=True,
+    )
+    console.print(
+        f"  skopeo inspect --tls-verify=false{creds.replace('dest-', '')} "
+        f"docker://{address}/demo/app:1.0",
+        soft_wrap=True,
+    )
+    if config.auth.enabled:
+        console.print("  (accounts: zoll users --help, zoll robots --help; docs/auth.md)")
+
+
+def _admin_created(password: str) -> None:
+    console.print("[bold yellow]First start: created the account 'admin' (admin on '*').[/]")
+    console.print(f"  password: [bold]{password}[/]   (shown only now; zoll users passwd admin)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    from registry.logs import configure_logging
+    from registry.server import run
+
+    configure_logging(config.log)
+    return run(config, _banner, _admin_created)

@@ -1,0 +1,73 @@
+"""Entry point of the `zoll` command: discovers subcommands and dispatches to them."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import os
+import pkgutil
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+
+from registry import __version__
+from registry.cli import commands
+from registry.config import LogConfig
+from registry.logs import configure_logging
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _command_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; every module in `registry.cli.commands` adds its subcommands. With
+    `only`, just that command's module is imported (heavy libraries load only when used)."""
+    parser = argparse.ArgumentParser(
+        prog="zoll",
+        description="Zoll: a sovereign, verifying OCI registry and supply-chain service.",
+    )
+    parser.add_argument("--version", action="version", version=f"zoll {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    names = _command_modules()
+    for name in [only] if only in names else names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(sub)
+    return parser
+
+
+def _prepare_metrics(argv: Sequence[str]) -> None:
+    """Worker processes aggregate metrics through files; prometheus_client reads the
+    folder's location when it is first imported, so this runs before any command loads."""
+    if argv[:1] == ["serve"] and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="zoll-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, via pgserver
+    _prepare_metrics(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=arguments[0] if arguments else None)
+    args = parser.parse_args(arguments)
+    configure_logging(LogConfig(level="warning"))  # stderr, so stdout stays for --json
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""One typed configuration: a YAML file overlaid with `ZOLL_*` environment variables.
+
+Nested keys use double underscores in the environment: `ZOLL_STORAGE__S3__BUCKET=zoll`
+sets `storage.s3.bucket`. Everything is validated at start; errors name the key and say
+what is wrong, so a typo never becomes a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "ZOLL_"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HTTPConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="worker processes sharing the port")
+    public_url: str | None = Field(
+        None, description="external base URL, e.g. https://zoll.example.org (for redirects)"
+    )
+    max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    shutdown_timeout: float = Field(10.0, ge=0)
+
+
+class DatabaseConfig(_Section):
+    dsn: str | None = Field(None, description="PostgreSQL DSN; none starts an embedded server")
+    pool_min: int = Field(2, ge=1)
+    pool_max: int = Field(20, ge=1)
+
+
+class S3Config(_Section):
+    endpoint: str | None = Field(None, description="S3 endpoint URL; none starts SeaweedFS")
+    bucket: str = "zoll"
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    prefix: str = ""
+    part_size: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 * 1024 * 1024)
+    parts_in_flight: int = Field(2, ge=1, le=16)
+    redirect: bool = Field(False, description="answer blob GETs with 307 to presigned URLs")
+    redirect_min_size: int = Field(1024 * 1024, ge=0)
+    presign_seconds: int = Field(900, ge=60, le=7 * 24 * 3600)
+    create_bucket: bool = True
+
+
+class FilesystemConfig(_Section):
+    root: Path | None = Field(None, description="defaults to <data_dir>/blobs")
+
+
+class StorageConfig(_Section):
+    driver: Literal["s3", "filesystem"] = "s3"
+    s3: S3Config = S3Config()
+    filesystem: FilesystemConfig = FilesystemConfig()
+    buffer_budget: int = Field(
+        64 * 1024 * 1024,
+        ge=4 * 1024 * 1024,
+        description="bytes of upload data a process may hold in memory at once",
+    )
+
+
+class UploadConfig(_Section):
+    session_expiry: float = Field(24 * 3600, ge=60, description="seconds of inactivity")
+    lease_seconds: float = Field(60, ge=5, description="how long a request owns a session")
+
+
+class GCConfig(_Section):
+    enabled: bool = True
+    interval: float = Field(3600, ge=1)
+    grace_period: float = Field(
+        24 * 3600, ge=0, description="never collect content used more recently than this"
+    )
+    untagged_manifests: bool = True
+
+
+class KeyConfig(_Section):
+    """Zoll's attestation signing key: generated into the data folder unless configured."""
+
+    algorithm: Literal["ecdsa-p256", "ed25519"] = "ecdsa-p256"
+    file: Path | None = Field(None, description="PEM private key to sign with")
+    password: str | None = Field(None, description="password of the PEM key")
+    pkcs11_uri: str | None = Field(None, description="RFC 7512 URI of an HSM key")
+    pkcs11_module: str | None = None
+    pkcs11_pin: str | None = None
+
+
+class AttestConfig(_Section):
+    key: KeyConfig = KeyConfig()
+    log_origin: str | None = Field(
+        None, description="origin line of transparency-log checkpoints (default: host/zoll)"
+    )
+    trusted_roots: list[str] = Field(
+        default_factory=lambda: ["public-good"],
+        description="sigstore trust roots: public-good, staging, or trusted_root.json paths",
+    )
+    trust_policy: Path | None = Field(
+        None, description="YAML trust policies per repository (docs/verification.md)"
+    )
+
+
+class NamespaceRule(_Section):
+    """What Zoll does with images under a repository-name prefix (longest prefix wins)."""
+
+    prefix: str = Field(..., description='repository name prefix, e.g. "opendesk/"; "" = all')
+    evaluate: bool = Field(True, description="run verification and hardening checks")
+    admission: Literal["enforce", "warn", "off"] = Field(
+        "off", description="enforce: only admitted images can be pulled by tag or digest"
+    )
+    require_verification: bool = Field(
+        True, description="admission also needs the trust policy to pass"
+    )
+    fail_on: Literal["critical", "high", "medium", "low"] = "high"
+    waive: list[str] = Field(default_factory=list, description="criterion ids not to enforce")
+    rebuild: Literal["off", "attempt", "require"] = Field(
+        "off",
+        description="rebuild images from source: attempt (report) or require (admission "
+        "needs a bit-for-bit reproduction)",
+    )
+    catalog: list[Path] = Field(default_factory=list, description="criteria override files")
+
+
+class UpstreamCredentials(_Section):
+    """Credentials for an upstream registry; secrets come from the environment or an
+    auth.json file, never from the configuration itself."""
+
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable with the password")
+    auth_file: Path | None = Field(None, description="docker/podman auth.json")
+
+
+class PullThroughRule(_Section):
+    """Repositories under `prefix` are fetched from `upstream` on their first pull."""
+
+    prefix: str = Field(..., description='e.g. "mirror/docker.io/"', min_length=1)
+    upstream: str = Field(..., description='registry host, e.g. "docker.io" or "ghcr.io"')
+    insecure: bool = Field(False, description="plain HTTP upstream (loopback tests only)")
+    credentials: UpstreamCredentials | None = None
+
+
+class PipelineConfig(_Section):
+    enabled: bool = True
+    concurrency: int = Field(2, ge=1, le=64, description="pipeline jobs per worker process")
+    max_attempts: int = Field(5, ge=1)
+    lease_seconds: float = Field(600, ge=10)
+    poll_seconds: float = Field(2, gt=0)
+    reevaluate_interval: float = Field(
+        3600, ge=1, description="how often to look for changed policies or vulnerability data"
+    )
+
+
+class RateLimitConfig(_Section):
+    """Token buckets per worker process (see docs/auth.md)."""
+
+    token_per_second: float = Field(
+        5.0, gt=0, description="/token requests per second, per principal and per address"
+    )
+    token_burst: int = Field(50, ge=1)
+    failed_logins: int = Field(
+        10, ge=1, description="failed logins an address or user name may have before waiting"
+    )
+    failed_login_refill: float = Field(
+        30.0, gt=0, description="seconds until one more failed login is allowed"
+    )
+
+
+class AuthConfig(_Section):
+    enabled: bool = Field(True, description="false: no authentication (trusted networks only)")
+    service: str = Field("zoll", min_length=1, description="token audience (`service=`)")
+    issuer: str = Field("zoll", min_length=1)
+    realm: str | None = Field(
+        None, description="token endpoint URL; default <http.public_url or request host>/token"
+    )
+    token_ttl: int = Field(300, ge=30, le=3600, description="seconds a token stays valid")
+    token_algorithm: Literal["ES256", "EdDSA"] = "ES256"  # noqa: S105 (not a secret)
+    keys_dir: Path | None = Field(None, description="token signing keys; default <data_dir>/auth")
+    key_max_age: float = Field(
+        90 * 24 * 3600, ge=3600, description="seconds before a signing key is replaced"
+    )
+    bootstrap_admin: bool = Field(
+        True, description="create `admin` with a printed random password on first start"
+    )
+    scrypt_log2_n: int = Field(15, ge=10, le=20, description="scrypt cost (2^n)")
+    kdf_concurrency: int = Field(2, ge=1, le=16, description="password hashes at once")
+    principal_cache: float = Field(
+        5.0, ge=0, description="seconds a worker trusts its copy of a principal's grants"
+    )
+    basic_cache: float = Field(
+        60.0, ge=0, description="seconds a verified Basic credential skips the slow hash"
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="request bodies other than blobs and manifests"
+    )
+    public_metrics: bool = Field(False, description="serve /metrics without credentials")
+    limits: RateLimitConfig = RateLimitConfig()
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(_Section):
+    data_dir: Path = Path("zoll-data")
+    http: HTTPConfig = HTTPConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    uploads: UploadConfig = UploadConfig()
+    gc: GCConfig = GCConfig()
+    log: LogConfig = LogConfig()
+    attest: AttestConfig = AttestConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    namespaces: list[NamespaceRule] = Field(default_factory=list)
+    pull_through: list[PullThroughRule] = Field(default_factory=list)
+    auth: AuthConfig = AuthConfig()
+    delete_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.database.pool_min > self.database.pool_max:
+            raise ValueError("database.pool_min must not exceed database.pool_max")
+        prefixes = [rule.prefix for rule in self.namespaces]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError("namespaces: each prefix may appear once")
+        s3 = self.storage.s3
+        if s3.endpoint and bool(s3.access_key) != bool(s3.secret_key):
+            raise ValueError("storage.s3.access_key and secret_key must be set together")
+        return self
+
+    @property
+    def blob_root(self) -> Path:
+        return self.storage.filesystem.root or self.data_dir / "blobs"
+
+    def pull_through_rule(self, repository: str) -> PullThroughRule | None:
+        for rule in self.pull_through:
+            if repository.startswith(rule.prefix) and len(repository) > len(rule.prefix):
+                return rule
+        return None
+
+    def namespace(self, repository: str) -> NamespaceRule:
+        """The rule with the longest prefix matching `repository` (default: evaluate, no
+        admission control)."""
+        best: NamespaceRule | None = None
+        for rule in self.namespaces:
+            if repository.startswith(rule.prefix) and (
+                best is None or len(rule.prefix) > len(best.prefix)
+            ):
+                best = rule
+        return best or NamespaceRule(prefix="")
+
+    @property
+    def auth_keys_dir(self) -> Path:
+        return self.auth.keys_dir or self.data_dir / "auth"
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {key} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "ZOLL_CONFIG":
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        value = yaml.safe_load(raw) if raw else raw  # "true", "5", "[a, b]" become typed
+        _set_path(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read YAML (if any), apply `ZOLL_*` variables then explicit overrides; validate."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get("ZOLL_CONFIG"):
+        path = Path(env["ZOLL_CONFIG"])
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must contain a mapping at the top level")
+        data = loaded
+    data = _merge(data, _env_overrides(env))
+    data = _merge(data, overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            problems.append(f"  {where}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

@@ -1,0 +1,1 @@
+"""PostgreSQL metadata: versioned migrations and the queries the registry runs."""

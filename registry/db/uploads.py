@@ -1,0 +1,145 @@
+"""Upload sessions: resumable, leased, and visible to every worker process.
+
+A request that touches a session takes a short lease (busy_until) instead of holding a
+row lock, so no database connection is tied up while a gigabyte streams in. A crashed
+request's lease simply runs out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from registry.db import repositories
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: uuid.UUID
+    repository: str
+    algorithm: str
+    size: int
+    hash_state: bytes | None
+    driver_state: dict[str, Any]
+
+
+class SessionBusy(Exception):
+    """Another request is working on this upload right now."""
+
+
+async def create(
+    pool: asyncpg.Pool, name: str, session_id: uuid.UUID, driver_state: dict[str, Any]
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        repo_id = await repositories.ensure(conn, name)
+        await conn.execute(
+            """INSERT INTO upload_sessions (id, repository_id, driver_state)
+               VALUES ($1, $2, $3)""",
+            session_id,
+            repo_id,
+            driver_state,
+        )
+
+
+def _session(row: asyncpg.Record) -> Session:
+    return Session(
+        row["id"],
+        row["name"],
+        row["algorithm"],
+        int(row["size"]),
+        None if row["hash_state"] is None else bytes(row["hash_state"]),
+        row["driver_state"] or {},
+    )
+
+
+async def get(pool: asyncpg.Pool, name: str, session_id: uuid.UUID) -> Session | None:
+    row = await pool.fetchrow(
+        """SELECT s.id, r.name, s.algorithm, s.size, s.hash_state, s.driver_state
+            FROM upload_sessions s
+            JOIN repositories r ON r.id = s.repository_id
+            WHERE s.id = $1 AND r.name = $2""",
+        session_id,
+        name,
+    )
+    return None if row is None else _session(row)
+
+
+async def lease(
+    pool: asyncpg.Pool, name: str, session_id: uuid.UUID, seconds: float
+) -> Session | None:
+    """Take the session for one request; None if unknown, SessionBusy if leased."""
+    row = await pool.fetchrow(
+        """UPDATE upload_sessions s SET busy_until = now() + make_interval(secs => $3)
+            FROM repositories r
+            WHERE s.id = $1 AND r.id = s.repository_id AND r.name = $2
+              AND (s.busy_until IS NULL OR s.busy_until < now())
+            RETURNING s.id, r.name, s.algorithm, s.size, s.hash_state, s.driver_state""",
+        session_id,
+        name,
+        seconds,
+    )
+    if row is not None:
+        return _session(row)
+    if await get(pool, name, session_id) is not None:
+        raise SessionBusy(str(session_id))
+    return None
+
+
+async def extend(pool: asyncpg.Pool, session_id: uuid.UUID, seconds: float) -> None:
+    """Keep the lease while a long request is still streaming."""
+    await pool.execute(
+        "UPDATE upload_sessions SET busy_until = now() + make_interval(secs => $2) WHERE id = $1",
+        session_id,
+        seconds,
+    )
+
+
+async def save(
+    pool: asyncpg.Pool,
+    session_id: uuid.UUID,
+    size: int,
+    hash_state: bytes | None,
+    driver_state: dict[str, Any],
+) -> None:
+    """Record progress and release the lease."""
+    await pool.execute(
+        """UPDATE upload_sessions SET size = $2, hash_state = $3, driver_state = $4,
+               busy_until = NULL, updated_at = now() WHERE id = $1""",
+        session_id,
+        size,
+        hash_state,
+        driver_state,
+    )
+
+
+async def release(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:
+    await pool.execute("UPDATE upload_sessions SET busy_until = NULL WHERE id = $1", session_id)
+
+
+async def delete(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:
+    await pool.execute("DELETE FROM upload_sessions WHERE id = $1", session_id)
+
+
+async def expired(pool: asyncpg.Pool, idle_seconds: float, limit: int = 500) -> list[Session]:
+    """Sessions idle for longer than `idle_seconds` and not currently leased."""
+    rows = await pool.fetch(
+        """SELECT s.id, r.name, s.algorithm, s.size, s.hash_state, s.driver_state
+            FROM upload_sessions s
+            JOIN repositories r ON r.id = s.repository_id
+            WHERE s.updated_at < now() - make_interval(secs => $1)
+              AND (s.busy_until IS NULL OR s.busy_until < now())
+            ORDER BY s.updated_at LIMIT $2""",
+        idle_seconds,
+        limit,
+    )
+    return [_session(r) for r in rows]
+
+
+async def known_ids(pool: asyncpg.Pool, ids: list[str]) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT id::text FROM upload_sessions WHERE id::text = ANY($1::text[])", ids
+    )
+    return {r["id"] for r in rows}

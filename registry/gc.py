@@ -1,0 +1,248 @@
+"""Online garbage collection that never removes what a push in flight can still use.
+
+Four sweeps, each safe against concurrent pushes:
+
+1. Untagged manifests: per repository, manifests not reachable from a tag (through index
+   children and referrers of kept manifests) and older than the grace period. Candidates
+   are locked FOR UPDATE (SKIP LOCKED), then reachability is recomputed in a fresh
+   statement before deleting. A push that tags a candidate meanwhile either committed
+   first (recomputation sees the tag) or waits on our lock and re-inserts the manifest
+   (its INSERT … ON CONFLICT DO UPDATE retries after our delete).
+2. Blob links: links no manifest of the repository references, older than the grace
+   period, with the same lock-then-recheck pattern; a manifest push holds FOR SHARE on
+   the links it needs. HEAD on a blob refreshes an aging link, so a client that skipped
+   an upload because the blob exists is not undercut before it pushes its manifest.
+3. Blobs: rows with no link left, older than the grace period. Each is deleted under
+   the per-digest advisory lock that uploads, mounts and links also take, so bytes are
+   never removed while a concurrent upload of the same digest publishes them.
+4. Storage: objects with no row (a crash between storing and recording) and upload data
+   with no session, older than the grace period.
+
+Only one GC runs at a time across all workers and nodes (a session advisory lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from registry import audit
+from registry.db import blobs as blob_rows
+from registry.db import uploads as sessions
+from registry.http.state import Registry
+from registry.metrics import GC_DELETED, GC_RUNS
+from registry.oci.digest import Digest, DigestError
+from registry.storage.base import StorageError
+
+log = structlog.get_logger("zoll.gc")
+GC_LOCK = 0x5A4F4743  # "ZOGC"
+
+_KEPT = """
+WITH RECURSIVE kept(digest) AS (
+    SELECT manifest_digest FROM tags WHERE repository_id = $1
+  UNION
+    SELECT next.digest FROM kept k CROSS JOIN LATERAL (
+        SELECT child_digest AS digest FROM manifest_children
+         WHERE repository_id = $1 AND parent_digest = k.digest
+      UNION ALL
+        SELECT digest FROM manifests
+         WHERE repository_id = $1 AND subject_digest = k.digest
+    ) AS next
+)"""
+
+
+@dataclass
+class GCReport:
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    manifests: int = 0
+    links: int = 0
+    blobs: int = 0
+    bytes_freed: int = 0
+    orphaned_objects: int = 0
+    expired_uploads: int = 0
+    skipped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["started"] = self.started.isoformat()
+        return out
+
+
+async def collect(registry: Registry, *, grace: float | None = None) -> GCReport:
+    """Run one collection; returns a report (skipped=True if another GC holds the lock)."""
+    grace = registry.config.gc.grace_period if grace is None else grace
+    report = GCReport()
+    async with registry.pool.acquire() as lock_conn:
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", GC_LOCK):
+            report.skipped = True
+            return report
+        try:
+            GC_RUNS.inc()
+            report.expired_uploads = await registry.uploads.expire()
+            if registry.config.gc.untagged_manifests:
+                repos = await registry.pool.fetch("SELECT id FROM repositories ORDER BY id")
+                for repo in repos:
+                    report.manifests += await _untagged_manifests(registry.pool, repo["id"], grace)
+            report.links = await _unreferenced_links(registry.pool, grace)
+            report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
+            report.orphaned_objects = await _orphaned_storage(registry, grace)
+        finally:
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", GC_LOCK)
+    kinds = ("manifests", "links", "blobs", "orphaned_objects", "expired_uploads")
+    for kind in kinds:
+        GC_DELETED.labels(kind).inc(getattr(report, kind))
+    if any(getattr(report, kind) for kind in kinds):
+        detail = {kind: getattr(report, kind) for kind in (*kinds, "bytes_freed")}
+        await audit.record_now(
+            registry.pool, "gc.collect", detail=detail, actor=audit.Actor("gc", "system")
+        )
+    log.info("gc finished", **report.to_json())
+    return report
+
+
+async def _untagged_manifests(pool: asyncpg.Pool, repo_id: int, grace: float) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        candidates = await conn.fetch(
+            _KEPT  # noqa: S608 (constant SQL fragments)
+            + """
+            SELECT digest FROM manifests
+             WHERE repository_id = $1 AND created_at < now() - make_interval(secs => $2)
+               AND digest NOT IN (SELECT digest FROM kept)
+             FOR UPDATE SKIP LOCKED""",
+            repo_id,
+            grace,
+        )
+        if not candidates:
+            return 0
+        status = await conn.execute(
+            _KEPT  # noqa: S608 (constant SQL fragments)
+            + """
+            DELETE FROM manifests
+             WHERE repository_id = $1 AND digest = ANY($2::text[])
+               AND digest NOT IN (SELECT digest FROM kept)""",
+            repo_id,
+            [r["digest"] for r in candidates],
+        )
+        return int(status.split()[-1])
+
+
+async def _unreferenced_links(pool: asyncpg.Pool, grace: float) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        candidates = await conn.fetch(
+            """SELECT repository_id, digest FROM repository_blobs rb
+                WHERE linked_at < now() - make_interval(secs => $1)
+                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
+                                   WHERE mb.repository_id = rb.repository_id
+                                     AND mb.blob_digest = rb.digest)
+                FOR UPDATE SKIP LOCKED""",
+            grace,
+        )
+        if not candidates:
+            return 0
+        status = await conn.execute(
+            """DELETE FROM repository_blobs rb
+                USING unnest($1::bigint[], $2::text[]) AS c(repository_id, digest)
+                WHERE rb.repository_id = c.repository_id AND rb.digest = c.digest
+                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
+                                   WHERE mb.repository_id = rb.repository_id
+                                     AND mb.blob_digest = rb.digest)""",
+            [r["repository_id"] for r in candidates],
+            [r["digest"] for r in candidates],
+        )
+        return int(status.split()[-1])
+
+
+async def _unlinked_blobs(registry: Registry, grace: float) -> tuple[int, int]:
+    rows = await registry.pool.fetch(
+        """SELECT digest FROM blobs b
+            WHERE created_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)""",
+        grace,
+    )
+    deleted = freed = 0
+    for row in rows:
+        async with registry.pool.acquire() as conn, conn.transaction():
+            await blob_rows.lock_digest(conn, row["digest"])
+            gone = await conn.fetchrow(
+                """DELETE FROM blobs b
+                    WHERE digest = $1 AND created_at < now() - make_interval(secs => $2)
+                      AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
+                                       WHERE rb.digest = b.digest)
+                    RETURNING storage_key, size""",
+                row["digest"],
+                grace,
+            )
+            if gone is None:
+                continue
+            # Still under the digest lock: no upload can re-publish these bytes meanwhile.
+            await registry.driver.delete(gone["storage_key"])
+            deleted += 1
+            freed += int(gone["size"])
+    return deleted, freed
+
+
+def _upload_of_key(key: str) -> str:
+    """The upload id of a per-upload key (`blobs/u/<id>`), else the key itself."""
+    return key[len("blobs/u/") :] if key.startswith("blobs/u/") else key
+
+
+def _digest_of_key(key: str) -> Digest | None:
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == "blobs":
+        try:
+            return Digest.parse(f"{parts[1]}:{parts[3]}")
+        except DigestError:
+            return None
+    return None
+
+
+async def _orphaned_storage(registry: Registry, grace: float) -> int:
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+    removed = 0
+    batch: list[str] = []
+
+    async def flush() -> None:
+        nonlocal removed
+        known = {
+            r["storage_key"]
+            for r in await registry.pool.fetch(
+                "SELECT storage_key FROM blobs WHERE storage_key = ANY($1::text[])", batch
+            )
+        }
+        uploading = await sessions.known_ids(registry.pool, [_upload_of_key(k) for k in batch])
+        for key in batch:
+            if key in known or _upload_of_key(key) in uploading:
+                continue
+            async with registry.pool.acquire() as conn, conn.transaction():
+                digest = _digest_of_key(key)
+                if digest is not None:
+                    await blob_rows.lock_digest(conn, digest)
+                # Checked after the session: finalising records the blob before it
+                # deletes its session, so one of the two checks always sees it.
+                still = await conn.fetchval("SELECT 1 FROM blobs WHERE storage_key = $1", key)
+                if still is None:
+                    await registry.driver.delete(key)
+                    removed += 1
+        batch.clear()
+
+    try:
+        async for obj in registry.driver.list_blobs():
+            if obj.modified < cutoff:
+                batch.append(obj.key)
+            if len(batch) >= 500:
+                await flush()
+        if batch:
+            await flush()
+        stale = [(u, m) async for u, m in registry.driver.list_uploads() if m < cutoff]
+        live = await sessions.known_ids(registry.pool, [u for u, _ in stale])
+        for upload_id, _ in stale:
+            if upload_id not in live:
+                await registry.driver.discard_upload(upload_id, {})
+                removed += 1
+    except StorageError as exc:
+        log.warning("storage sweep incomplete", error=str(exc))
+    return removed

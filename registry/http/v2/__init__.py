@@ -1,0 +1,1 @@
+"""Handlers of the OCI Distribution API, one module per resource."""

@@ -1,0 +1,209 @@
+"""Copy one image, with everything attached to it, from any `ContentReader` into Zoll.
+
+Blobs Zoll already stores (in any repository) are linked, never fetched again; blobs are
+copied several at a time; a blob two copies need at once is fetched once. Every byte is
+verified against its digest by the upload engine before it becomes visible, so a
+tampered upstream can at worst fail the copy, never plant content. Signatures and
+attestations come along in both layouts (OCI referrers and cosign tags), because
+`skopeo copy` dropping them is what makes mirrored images unverifiable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from attest.cosign import discover
+from registry.content import store_manifest
+from registry.db import blobs as blob_rows
+from registry.http.state import Registry
+from registry.oci import mediatypes as mt
+from registry.oci.descriptor import Descriptor
+from registry.oci.digest import Digest
+from registry.oci.errors import ErrorCode, RegistryError
+from registry.oci.manifest import Manifest, parse_manifest
+from registry.oci.reader import ContentReader
+
+
+class CopyProgress(Protocol):
+    """What a copy tells its observer (the CLI draws progress bars from it)."""
+
+    def blob_started(self, digest: Digest, size: int) -> None: ...
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None: ...
+    def blob_finished(self, digest: Digest, fetched: bool) -> None: ...
+
+
+class NoProgress:
+    def blob_started(self, digest: Digest, size: int) -> None:
+        return None
+
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None:
+        return None
+
+    def blob_finished(self, digest: Digest, fetched: bool) -> None:
+        return None
+
+
+@dataclass
+class CopyResult:
+    """What one image copy did: the digest stored, bytes fetched, blobs reused."""
+
+    digest: Digest
+    manifests: int = 0
+    blobs_fetched: int = 0
+    blobs_reused: int = 0
+    bytes_fetched: int = 0
+    attachments: list[str] = field(default_factory=list)
+
+
+class _StreamSource:
+    """Adapts a blob stream to the upload engine's `readany()` and reports progress."""
+
+    def __init__(self, stream: AsyncIterator[bytes], digest: Digest, progress: CopyProgress):
+        self._stream = stream
+        self._digest = digest
+        self._progress = progress
+        self.received = 0
+
+    async def readany(self) -> bytes:
+        try:
+            chunk = await anext(self._stream)
+        except StopAsyncIteration:
+            return b""
+        self.received += len(chunk)
+        self._progress.blob_advanced(self._digest, len(chunk))
+        return chunk
+
+
+class Copier:
+    """Copies into one Zoll; share it between concurrent copies so blobs are fetched once."""
+
+    def __init__(
+        self, registry: Registry, *, parallel: int = 4, progress: CopyProgress | None = None
+    ) -> None:
+        self.registry = registry
+        self.progress = progress or NoProgress()
+        self._slots = asyncio.Semaphore(parallel)
+        self._inflight: dict[Digest, asyncio.Future[bool]] = {}
+
+    async def blob(
+        self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult
+    ) -> None:
+        """Make `desc` present in `repository`: link it if stored anywhere, else fetch it."""
+        if await blob_rows.link_stored(self.registry.pool, repository, desc.digest):
+            result.blobs_reused += 1
+            self.progress.blob_finished(desc.digest, fetched=False)
+            return
+        pending = self._inflight.get(desc.digest)
+        if pending is not None:  # another copy is fetching it right now: wait and link
+            await asyncio.shield(pending)
+            if await blob_rows.link_stored(self.registry.pool, repository, desc.digest):
+                result.blobs_reused += 1
+                return
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[desc.digest] = future
+        try:
+            async with self._slots:
+                self.progress.blob_started(desc.digest, desc.size)
+                body = _StreamSource(source.open_blob(desc.digest), desc.digest, self.progress)
+                info = await self.registry.uploads.monolithic(repository, desc.digest, body)
+            if info.size != desc.size:
+                raise RegistryError(
+                    ErrorCode.SIZE_INVALID,
+                    f"{desc.digest} is {info.size} bytes, the manifest says {desc.size}",
+                )
+            result.blobs_fetched += 1
+            result.bytes_fetched += body.received
+            self.progress.blob_finished(desc.digest, fetched=True)
+            future.set_result(True)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # waiting copies see it; do not warn about it here
+            raise
+        finally:
+            self._inflight.pop(desc.digest, None)
+
+    async def manifest(
+        self,
+        source: ContentReader,
+        repository: str,
+        reference: str,
+        *,
+        tags: Sequence[str] = (),
+        platforms: Sequence[str] = (),
+        attachments: bool = True,
+        result: CopyResult | None = None,
+        external: bool = True,
+    ) -> CopyResult:
+        """Copy the manifest `reference` (tag or digest) and everything under it.
+        `external` False marks content Zoll made itself (it does not enter the pipeline)."""
+        fetched = await source.get_manifest(reference)
+        manifest = parse_manifest(fetched.raw, fetched.media_type)
+        result = result or CopyResult(manifest.digest)
+        if manifest.is_index:
+            wanted = [d for d in manifest.manifests if _platform_wanted(d, platforms)]
+            for child in wanted:
+                await self.manifest(
+                    source,
+                    repository,
+                    str(child.digest),
+                    attachments=attachments,
+                    result=result,
+                    external=external,
+                )
+            if len(wanted) != len(manifest.manifests):
+                manifest = _filtered_index(manifest, wanted)
+        else:
+            await asyncio.gather(
+                *(self.blob(source, repository, d, result) for d in manifest.blob_references())
+            )
+        await store_manifest(self.registry, repository, manifest, list(tags), external=external)
+        result.manifests += 1
+        if attachments and result.digest == manifest.digest:
+            await self._attachments(source, repository, fetched.digest, result)
+        return result
+
+    async def _attachments(
+        self, source: ContentReader, repository: str, subject: Digest, result: CopyResult
+    ) -> None:
+        """Signatures, attestations and SBOMs of `subject`, in both layouts."""
+        seen: set[str] = set()
+        for attached in await discover(source, subject):
+            key = f"{attached.digest}:{attached.tag or ''}"
+            if key in seen:
+                continue
+            seen.add(key)
+            tags = [attached.tag] if attached.tag else []
+            await self.manifest(
+                source,
+                repository,
+                str(attached.digest),
+                tags=tags,
+                attachments=False,
+                result=CopyResult(attached.digest),
+            )
+            result.attachments.append(attached.tag or str(attached.digest))
+
+
+def _platform_wanted(desc: Descriptor, platforms: Sequence[str]) -> bool:
+    if not platforms or desc.platform is None:
+        return True
+    plat = desc.platform
+    name = f"{plat.get('os')}/{plat.get('architecture')}"
+    variant = plat.get("variant")
+    return name in platforms or (variant is not None and f"{name}/{variant}" in platforms)
+
+
+def _filtered_index(index: Manifest, keep: list[Descriptor]) -> Manifest:
+    """The index with only the wanted platforms (it gets a new digest: it is new content)."""
+    body = index.json()
+    body["manifests"] = [d.to_json() for d in keep]
+    body.setdefault(
+        "mediaType",
+        index.media_type if index.media_type == mt.OCI_INDEX else mt.DOCKER_MANIFEST_LIST,
+    )
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return parse_manifest(raw, index.media_type)

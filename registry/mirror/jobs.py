@@ -1,0 +1,201 @@
+"""Mirror jobs: an entry resolves to images; each image is copied by its own durable job.
+
+`mirror-entry` lists what an entry wants (exact tags, tags matching a pattern or a SemVer
+range, pinned digests) and queues one `mirror-image` job each; `mirror-image` copies the
+image with its attachments into the entry's target repository, where the pipeline takes
+over. Both are idempotent: a re-run after a crash copies only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from registry.mirror.sets import MirrorEntry, MirrorSet
+from registry.pipeline import status
+from registry.pipeline.jobs import Job, Permanent
+from registry.pipeline.runner import job_handler, periodic
+from registry.pipeline.services import PipelineServices
+
+
+async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> list[str]:
+    """Store a mirror set (replacing the earlier version) and make every entry due now."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO mirror_sets (name, document, sha256) VALUES ($1, $2, $3)
+               ON CONFLICT (name) DO UPDATE SET document = EXCLUDED.document,
+                   sha256 = EXCLUDED.sha256, applied_at = now()""",
+            mirror_set.name,
+            mirror_set.model_dump(mode="json"),
+            sha256,
+        )
+        names = [m.name for m in mirror_set.mirrors]
+        await conn.execute(
+            "DELETE FROM mirror_entries WHERE set_name = $1 AND NOT (name = ANY($2::text[]))",
+            mirror_set.name,
+            names,
+        )
+        await conn.executemany(
+            """INSERT INTO mirror_entries (set_name, name) VALUES ($1, $2)
+               ON CONFLICT (set_name, name) DO UPDATE SET next_run_at = now()""",
+            [(mirror_set.name, n) for n in names],
+        )
+    return names
+
+
+async def load_set(pool: asyncpg.Pool, name: str) -> MirrorSet:
+    document = await pool.fetchval("SELECT document FROM mirror_sets WHERE name = $1", name)
+    if document is None:
+        raise KeyError(f"no mirror set {name!r}")
+    return MirrorSet.model_validate(document)
+
+
+def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
+    """(kind, key, payload) of the job that resolves one mirror entry."""
+    return "mirror-entry", f"mirror-entry:{set_name}/{entry}", {"set": set_name, "entry": entry}
+
+
+async def queue_entry(svc: PipelineServices, set_name: str, entry: str) -> int | None:
+    return await svc.jobs.enqueue(*entry_job(set_name, entry))
+
+
+@periodic
+async def queue_due_entries(svc: PipelineServices) -> int:
+    rows = await svc.registry.pool.fetch(
+        "SELECT set_name, name FROM mirror_entries WHERE next_run_at <= now()"
+    )
+    for row in rows:
+        await queue_entry(svc, row["set_name"], row["name"])
+    return len(rows)
+
+
+async def wanted(
+    entry: MirrorEntry, tags: list[str] | None
+) -> list[tuple[str, str | None, str | None]]:
+    """(reference, tag to set, digest the tag must have) for every image an entry wants."""
+    refs: list[tuple[str, str | None, str | None]] = [(d, None, None) for d in entry.digests]
+    pinned = entry.pinned()
+    for tag in tags or []:
+        if tag.startswith("sha256-"):  # cosign's signature tags are attachments, not images
+            continue
+        if tag not in pinned and entry.wants_tag(tag):
+            pinned[tag] = None
+    refs.extend((t, t, digest) for t, digest in pinned.items())
+    return refs
+
+
+@job_handler("mirror-entry")
+async def run_entry(svc: PipelineServices, job: Job) -> dict[str, Any]:
+    pool = svc.registry.pool
+    mirror_set = await load_set(pool, job.payload["set"])
+    entry = mirror_set.entry(job.payload["entry"])
+    try:
+        source = svc.upstreams.reader(entry)
+        upstream_tags = await source.tags() if entry.lists_tags else None
+        refs = await wanted(entry, upstream_tags)
+    except Exception as exc:
+        await _entry_done(pool, mirror_set, entry, None, f"{type(exc).__name__}: {exc}")
+        raise
+    for reference, tag, expect in refs:
+        await svc.jobs.enqueue(
+            "mirror-image",
+            f"mirror-image:{mirror_set.name}/{entry.name}/{reference}",
+            {
+                "set": mirror_set.name,
+                "entry": entry.name,
+                "reference": reference,
+                "tag": tag,
+                "expect": expect,
+            },
+        )
+    result = {"images": len(refs), "references": [r for r, _, _ in refs]}
+    await _entry_done(pool, mirror_set, entry, result, None)
+    return result
+
+
+async def _entry_done(
+    pool: asyncpg.Pool,
+    mirror_set: MirrorSet,
+    entry: MirrorEntry,
+    result: dict[str, Any] | None,
+    error: str | None,
+) -> None:
+    await pool.execute(
+        """UPDATE mirror_entries SET last_run_at = now(), last_result = $3, last_error = $4,
+               next_run_at = now() + make_interval(secs => $5)
+           WHERE set_name = $1 AND name = $2""",
+        mirror_set.name,
+        entry.name,
+        result,
+        error,
+        mirror_set.schedule_seconds(entry),
+    )
+
+
+class UpstreamChanged(Permanent):
+    """A pinned tag resolves to another digest upstream: the copy is refused."""
+
+
+@job_handler("mirror-image")
+async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
+    pool = svc.registry.pool
+    mirror_set = await load_set(pool, job.payload["set"])
+    entry = mirror_set.entry(job.payload["entry"])
+    reference, tag = job.payload["reference"], job.payload.get("tag")
+    source = svc.upstreams.reader(entry)
+    expect = job.payload.get("expect")
+    if expect is not None:
+        found = (await source.get_manifest(reference)).digest
+        if str(found) != expect:
+            raise UpstreamChanged(
+                f"{entry.source}:{reference} is now {found}, but the mirror set pins {expect}"
+            )
+        reference = expect  # copy exactly what was pinned, then tag it
+    result = await svc.copier.manifest(
+        source,
+        entry.target,
+        reference,
+        tags=[tag] if tag else [],
+        platforms=mirror_set.platforms(entry),
+        attachments=entry.attachments,
+    )
+    origin = {
+        "mirror_set": mirror_set.name,
+        "entry": entry.name,
+        "source": entry.source,
+        "reference": reference,
+        "mirrored_at": datetime.now(UTC).isoformat(),
+    }
+    await status.update(pool, entry.target, str(result.digest), origin=origin)
+    await pool.execute(
+        """INSERT INTO mirror_images (set_name, entry, source, reference, repository, digest,
+               bytes_fetched, blobs_fetched, blobs_reused)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (set_name, entry, reference) DO UPDATE SET digest = EXCLUDED.digest,
+               bytes_fetched = mirror_images.bytes_fetched + EXCLUDED.bytes_fetched,
+               blobs_fetched = mirror_images.blobs_fetched + EXCLUDED.blobs_fetched,
+               blobs_reused = EXCLUDED.blobs_reused, mirrored_at = now()""",
+        mirror_set.name,
+        entry.name,
+        entry.source,
+        reference,
+        entry.target,
+        str(result.digest),
+        result.bytes_fetched,
+        result.blobs_fetched,
+        result.blobs_reused,
+    )
+    return {
+        "digest": str(result.digest),
+        "bytes_fetched": result.bytes_fetched,
+        "blobs_fetched": result.blobs_fetched,
+        "blobs_reused": result.blobs_reused,
+        "attachments": result.attachments,
+    }
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

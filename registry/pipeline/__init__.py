@@ -1,0 +1,1 @@
+"""The pipeline: quarantine → verify → scan → attest → admit, as durable jobs."""

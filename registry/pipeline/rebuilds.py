@@ -1,0 +1,95 @@
+"""The rebuild stage: rebuild a mirrored image from its source and compare, bit for bit.
+
+Base images come from Zoll itself (any repository holding the pinned digest), so rebuilds
+work air-gapped. A rebuilt image that differs is kept next to the mirrored one, under the
+tag `sha256-<upstream hex>.rebuilt`, for auditors to compare; the signed rebuild
+statement is attached by the attest stage; `rebuild: require` makes admission depend on a
+reproduction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from attest.rebuild import RecipeSpec, rebuild
+from registry.content import RegistryReader
+from registry.http.state import Registry
+from registry.mirror.jobs import load_set
+from registry.oci.digest import Digest
+from registry.oci.reader import ContentReader, OCILayoutReader
+from registry.pipeline import status
+from registry.pipeline.services import PipelineServices
+
+
+class ZollBases:
+    """`attest.rebuild.BaseResolver` over this registry: a base image is found by digest in
+    whichever repository holds it (mirrored bases usually live under their own names)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def find(self, repository: str, digest: Digest) -> ContentReader | None:
+        name = await self.registry.pool.fetchval(
+            """SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id
+               WHERE m.digest = $1 ORDER BY r.name = $2 DESC, r.name LIMIT 1""",
+            str(digest),
+            repository,
+        )
+        return None if name is None else RegistryReader(self.registry, name)
+
+
+def rebuilt_tag(upstream: Digest) -> str:
+    return f"{upstream.algorithm}-{upstream.encoded}.rebuilt"
+
+
+async def _recipe(svc: PipelineServices, row: Any) -> RecipeSpec | None:
+    """The mirror set's explicit recipe for this image, if it came from one."""
+    origin = row["origin"] or {}
+    if not origin.get("mirror_set"):
+        return None
+    try:
+        entry = (await load_set(svc.registry.pool, origin["mirror_set"])).entry(origin["entry"])
+    except KeyError:
+        return None
+    if entry.rebuild is None:
+        return None
+    return RecipeSpec.from_mapping(entry.rebuild)
+
+
+async def run_rebuild(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    work = svc.config.data_dir / "rebuild"
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+    recipe = await _recipe(svc, row)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        result = await rebuild(
+            RegistryReader(svc.registry, repo),
+            digest,
+            bases=ZollBases(svc.registry),
+            recipe=recipe,
+            output=Path(tmp) / "rebuilt",
+            scratch=work,
+        )
+        if result.outcome == "differs" and result.layout is not None and result.upstream:
+            await svc.copier.manifest(
+                OCILayoutReader(result.layout),
+                repo,
+                "rebuilt",
+                tags=[rebuilt_tag(result.upstream)],
+                attachments=False,
+                external=False,
+            )
+    statement = None
+    if result.upstream is not None:
+        statement = result.statement(image=repo, rebuilder=svc.verifier)
+    document = {"result": result.to_json(), "statement": statement}
+    await status.update(svc.registry.pool, repo, digest, rebuild=document)
+    detail: dict[str, Any] = {"outcome": result.outcome, "rebuilt": str(result.rebuilt or "")}
+    if result.reason is not None:
+        detail["reason"] = str(result.reason)
+        detail["message"] = result.message
+    return result.outcome, detail

@@ -1,0 +1,236 @@
+"""Runs pipeline jobs in each worker process, and notices new and stale images.
+
+`PipelineRunner` claims jobs with bounded concurrency (`pipeline.concurrency`), wakes on
+PostgreSQL NOTIFY instead of polling hard, requeues jobs whose worker died, and every
+`pipeline.reevaluate_interval` looks for images judged with other inputs (trust policy,
+catalog, vulnerability data) than today's and sends them through the pipeline again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+
+from registry.audit import Actor, acting_as
+from registry.content import on_manifest_stored
+from registry.http.state import Registry
+from registry.oci.digest import Digest, DigestError
+from registry.oci.manifest import Manifest, parse_manifest
+from registry.pipeline import status
+from registry.pipeline.classify import classify
+from registry.pipeline.jobs import NOTIFY_CHANNEL, Job, JobQueue, Permanent, RetryLater
+from registry.pipeline.services import PipelineServices
+from registry.pipeline.stages import STAGES, enqueue, run_stage
+
+log = structlog.get_logger("zoll.pipeline")
+JobHandler = Callable[[PipelineServices, Job], Awaitable[dict[str, Any] | None]]
+HANDLERS: dict[str, JobHandler] = {}
+Periodic = Callable[[PipelineServices], Awaitable[int]]
+PERIODIC: list[Periodic] = []
+HOUSEKEEPING_SECONDS = 10.0
+PIPELINE_ACTOR = Actor("pipeline", "system", source="pipeline")
+"""Who the audit log names for what jobs change (mirrored images, attached attestations)."""
+"""Housekeeping others add (e.g. queueing mirror entries whose schedule is due)."""
+
+
+def periodic(fn: Periodic) -> Periodic:
+    PERIODIC.append(fn)
+    return fn
+
+
+def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
+    """Register the handler of a job kind (mirror and rebuild jobs register theirs)."""
+
+    def register(fn: JobHandler) -> JobHandler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def _stage_handler(stage: str) -> JobHandler:
+    async def handle(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        outcome = await run_stage(svc, stage, job.payload["repository"], job.payload["digest"])
+        return {"outcome": outcome}
+
+    return handle
+
+
+for _stage in STAGES:
+    HANDLERS[_stage] = _stage_handler(_stage)
+
+
+def _cosign_subject(tags: list[str]) -> str | None:
+    for tag in tags:
+        head, _, _suffix = tag.partition(".")
+        if head.startswith("sha256-"):
+            try:
+                return str(Digest.parse("sha256:" + head[len("sha256-") :]))
+            except DigestError:
+                continue
+    return None
+
+
+@on_manifest_stored
+async def notice_manifest(
+    registry: Registry, repository: str, manifest: Manifest, tags: list[str], external: bool
+) -> None:
+    """Every stored manifest gets a status row; images and indexes start in quarantine and
+    enter the pipeline; a new signature or attestation sends its subject through again."""
+    rule = registry.config.namespace(repository)
+    kind = classify(manifest)
+    evaluated = rule.evaluate and registry.config.pipeline.enabled
+    state = "quarantined" if kind != "artifact" and evaluated else "exempt"
+    digest = str(manifest.digest)
+    await status.ensure(registry.pool, repository, digest, kind, state)
+    if not external or not evaluated:
+        return
+    jobs = JobQueue(registry.pool, max_attempts=registry.config.pipeline.max_attempts)
+    if kind != "artifact":
+        await jobs.enqueue(
+            "verify", f"verify:{repository}@{digest}", {"repository": repository, "digest": digest}
+        )
+        return
+    subject = str(manifest.subject.digest) if manifest.subject else _cosign_subject(tags)
+    if subject is None:
+        return
+    row = await status.get(registry.pool, repository, subject)
+    if row is not None and row["kind"] != "artifact":
+        await jobs.enqueue(
+            "verify",
+            f"verify:{repository}@{subject}",
+            {"repository": repository, "digest": subject},
+            delay=1,
+        )
+
+
+class PipelineRunner:
+    def __init__(self, services: PipelineServices) -> None:
+        self.svc = services
+        self.config = services.config.pipeline
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncpg.Connection | None = None
+
+    async def start(self) -> None:
+        self._listener = await asyncpg.connect(self.svc.config.database.dsn)
+        await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        for n in range(self.config.concurrency):
+            self._tasks.append(asyncio.create_task(self._work(f"{self.worker}:{n}")))
+        self._tasks.append(asyncio.create_task(self._housekeeping()))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._listener is not None:
+            await self._listener.close()
+
+    async def _work(self, name: str) -> None:
+        while not self._stop.is_set():
+            job = await self.svc.jobs.claim(name, list(HANDLERS))
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                continue
+            await self.run(job)
+
+    async def run(self, job: Job) -> None:
+        """Run one claimed job to its end (done, postponed, retried or failed)."""
+        keeper = asyncio.create_task(self._keep_lease(job))
+        try:
+            with acting_as(PIPELINE_ACTOR):
+                result = await HANDLERS[job.kind](self.svc, job)
+        except RetryLater as later:
+            await self.svc.jobs.postpone(job, later.delay, str(later))
+        except Exception as exc:
+            permanent = isinstance(exc, Permanent)
+            if permanent:
+                log.warning("job refused", kind=job.kind, key=job.key, error=str(exc))
+            else:
+                log.exception("job failed", kind=job.kind, key=job.key)
+            error = f"{type(exc).__name__}: {exc}"
+            retried = await self.svc.jobs.fail(job, error, permanent=permanent)
+            if not retried and job.kind in STAGES:
+                await self._reject(job, error)
+        else:
+            await self.svc.jobs.complete(job, result)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _reject(self, job: Job, error: str) -> None:
+        repo, digest = job.payload["repository"], job.payload["digest"]
+        reason = f"{job.kind} failed after {job.attempts} attempts: {error}"
+        await status.update(
+            self.svc.registry.pool, repo, digest, state="rejected", reasons=[reason]
+        )
+        await status.event(
+            self.svc.registry.pool, repo, digest, job.kind, "error", {"error": error}
+        )
+
+    async def _keep_lease(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self.svc.jobs.lease_seconds / 3)
+            await self.svc.jobs.extend(job)
+
+    async def _housekeeping(self) -> None:
+        """Every few seconds: requeue jobs of dead workers and run periodic tasks (mirror
+        schedules); every `reevaluate_interval`: look for stale verdicts."""
+        last_reevaluation = float("-inf")
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            try:
+                await self.svc.jobs.requeue_expired()
+                for task in PERIODIC:
+                    await task(self.svc)
+                if loop.time() - last_reevaluation >= self.config.reevaluate_interval:
+                    last_reevaluation = loop.time()
+                    await self.reevaluate()
+            except Exception:  # housekeeping must survive a bad pass; it runs again later
+                log.exception("pipeline housekeeping failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_SECONDS)
+
+    async def reevaluate(self) -> int:
+        """Queue images never judged, or judged with other inputs than today's."""
+        pool = self.svc.registry.pool
+        queued = 0
+        for row in await pool.fetch(
+            """SELECT r.name, m.digest, m.media_type, m.content FROM manifests m
+               JOIN repositories r ON r.id = m.repository_id
+               LEFT JOIN image_status s ON s.repository_id = m.repository_id
+                                       AND s.digest = m.digest
+               WHERE s.digest IS NULL LIMIT 1000"""
+        ):
+            manifest = parse_manifest(bytes(row["content"]), row["media_type"])
+            await notice_manifest(self.svc.registry, row["name"], manifest, [], True)
+            queued += 1
+        fingerprints: dict[str, str] = {}
+        for row in await pool.fetch(
+            """SELECT r.name, s.digest, s.fingerprint, s.state FROM image_status s
+               JOIN repositories r ON r.id = s.repository_id
+               WHERE s.kind IN ('image', 'index') AND s.state <> 'exempt'"""
+        ):
+            rule = self.svc.config.namespace(row["name"])
+            if rule.prefix not in fingerprints:
+                fingerprints[rule.prefix] = await self.svc.fingerprint(rule)
+            if row["fingerprint"] is not None and row["fingerprint"] != fingerprints[rule.prefix]:
+                await enqueue(self.svc, "verify", row["name"], row["digest"])
+                queued += 1
+        return queued

@@ -1,0 +1,160 @@
+"""The long-lived things the pipeline stages need, built once per worker process.
+
+The signing key, the transparency log and its attestation ledger, sigstore trust roots,
+trust policies, vulnerability data, and the criteria catalog of each namespace. A
+fingerprint over the inputs that decide an image's fate (trust policy, catalog,
+vulnerability data) tells when earlier results are stale and must be re-evaluated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from attest.servicekeys import ServiceKeyring, ServiceKeySettings
+from attest.statements import Verifier
+from attest.tlog.ledger import AttestationLedger
+from attest.tlog.store import TransparencyLog
+from attest.trust_policy import TrustPolicySet
+from attest.trustroot import TrustMaterial
+from policy.admission import AdmissionRule
+from policy.analyzer import LayerCache
+from policy.catalog import Catalog, load_catalog
+from policy.vuln import VulnStore
+from registry import __version__
+from registry.config import Config, NamespaceRule
+from registry.http.state import Registry
+from registry.mirror.copy import Copier
+from registry.mirror.upstream import Upstreams
+from registry.pipeline.jobs import JobQueue
+
+ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
+
+
+def keyring_settings(config: Config) -> ServiceKeySettings:
+    key = config.attest.key
+    return ServiceKeySettings(
+        algorithm=key.algorithm,
+        key_file=key.file,
+        key_password=key.password.encode() if key.password else None,
+        pkcs11_uri=key.pkcs11_uri,
+        pkcs11_module=key.pkcs11_module,
+        pkcs11_pin=key.pkcs11_pin,
+    )
+
+
+def log_origin(config: Config) -> str:
+    if config.attest.log_origin:
+        return config.attest.log_origin
+    host = urllib.parse.urlsplit(config.http.public_url or "").hostname
+    return f"{host or 'localhost'}/zoll"
+
+
+@dataclass
+class PipelineServices:
+    registry: Registry
+    keyring: ServiceKeyring
+    log: TransparencyLog
+    ledger: AttestationLedger
+    trust: TrustMaterial
+    trust_policies: TrustPolicySet | None
+    trust_policy_sha256: str
+    vulns: VulnStore
+    jobs: JobQueue
+    copier: Copier
+    upstreams: Upstreams
+    layers: LayerCache = field(default_factory=LayerCache)
+    """Layer analyses shared by the images of this worker (base layers are read once)."""
+    _catalogs: dict[str, Catalog] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Config:
+        return self.registry.config
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier(ZOLL_VERIFIER_ID, {"zoll": __version__})
+
+    def catalog(self, rule: NamespaceRule) -> Catalog:
+        """The criteria catalog of a namespace (built-in, plus its override files)."""
+        if rule.prefix not in self._catalogs:
+            self._catalogs[rule.prefix] = load_catalog([str(p) for p in rule.catalog])
+        return self._catalogs[rule.prefix]
+
+    def admission_rule(self, rule: NamespaceRule) -> AdmissionRule:
+        return AdmissionRule(
+            mode="enforce" if rule.admission == "off" else rule.admission,
+            fail_on=rule.fail_on,
+            waive=frozenset(rule.waive),
+        )
+
+    async def fingerprint(self, rule: NamespaceRule) -> str:
+        """Changes whenever the trust policy, the catalog or the vulnerability data do."""
+        data = await self.vulns.fingerprint()
+        parts = [
+            self.trust_policy_sha256,
+            self.catalog(rule).digest,
+            data.digest,
+            str(rule.require_verification),
+            rule.fail_on,
+            ",".join(sorted(rule.waive)),
+        ]
+        return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    @classmethod
+    async def open(cls, registry: Registry) -> PipelineServices:
+        config = registry.config
+        keyring = await asyncio.to_thread(
+            ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
+        )
+        log = TransparencyLog(registry.pool, keyring.signer, log_origin(config))
+        trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
+        for spec in config.attest.trusted_roots[1:]:
+            trust = trust + TrustMaterial.resolve(spec)
+        policies, digest = None, "none"
+        if config.attest.trust_policy is not None:
+            path = Path(config.attest.trust_policy)
+            policies = await asyncio.to_thread(TrustPolicySet.load, path)
+            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
+        services = cls(
+            registry=registry,
+            keyring=keyring,
+            log=log,
+            ledger=AttestationLedger(log),
+            trust=trust,
+            trust_policies=policies,
+            trust_policy_sha256=digest,
+            vulns=VulnStore(registry.pool),
+            jobs=JobQueue(
+                registry.pool,
+                lease_seconds=config.pipeline.lease_seconds,
+                max_attempts=config.pipeline.max_attempts,
+            ),
+            copier=Copier(registry),
+            upstreams=Upstreams(),
+        )
+        for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
+            await asyncio.to_thread(services.catalog, rule)
+        return services
+
+    async def aclose(self) -> None:
+        await self.upstreams.aclose()
+        self.keyring.close()
+
+
+SERVICES = web.AppKey("pipeline_services", PipelineServices)
+
+
+def services_of(request: web.Request) -> PipelineServices:
+    """The pipeline services of this worker (attestation keys, log, trust material)."""
+    services = request.app.get(SERVICES)
+    if services is None:
+        from registry.api.router import ApiError
+
+        raise ApiError(503, "Attestation services are not running in this process")
+    return services

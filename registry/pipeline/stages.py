@@ -1,0 +1,372 @@
+"""The pipeline stages. Each is one durable job per image and idempotent: it reads what
+earlier stages stored, writes its own result, records an event, and queues the next stage.
+
+    verify  → trust policy over signatures and attestations (attest.verify_image)
+    scan    → analyse layers, SBOM, vulnerabilities, hardening criteria (policy)
+    attest  → sign a VSA, the hardening result and the SBOM; log them; attach them
+    admit   → decide quarantined/admitted; log the decision
+
+An index is verified itself (that is where multi-arch images are usually signed); its
+children inherit a passing verification from it, are scanned one by one, and the index is
+admitted when all of them are.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from attest.artifacts import ZOLL_KEYID_ANNOTATION, attestation_artifacts, cosign_tag
+from attest.results import VerificationResult
+from attest.statements import (
+    CriterionOutcome,
+    ResourceRef,
+    hardening_result,
+    statement,
+    subject,
+    vsa,
+)
+from attest.tlog.entries import admission_record
+from attest.verify import verify_image
+from policy import analyze_image, build_sbom, decide, evaluate
+from policy.catalog import severity_rank
+from policy.context import ImageContext
+from policy.report import HardeningReport
+from policy.sbom.cyclonedx import PREDICATE_TYPE as CYCLONEDX_BOM
+from registry.content import RegistryReader, store_blob, store_manifest
+from registry.db import manifests as manifest_rows
+from registry.oci.descriptor import Descriptor
+from registry.oci.digest import Digest
+from registry.oci.manifest import parse_manifest
+from registry.oci.reader import ContentNotFound
+from registry.pipeline import status
+from registry.pipeline.jobs import RetryLater
+from registry.pipeline.services import PipelineServices
+
+log = structlog.get_logger("zoll.pipeline")
+STAGES = ("verify", "scan", "rebuild", "attest", "admit")
+
+
+def job_key(stage: str, repository: str, digest: str) -> str:
+    return f"{stage}:{repository}@{digest}"
+
+
+async def enqueue(
+    svc: PipelineServices, stage: str, repository: str, digest: str, delay: float = 0
+) -> None:
+    await svc.jobs.enqueue(
+        stage,
+        job_key(stage, repository, digest),
+        {"repository": repository, "digest": digest},
+        delay=delay,
+    )
+
+
+async def run_stage(svc: PipelineServices, stage: str, repository: str, digest: str) -> str:
+    """Run one stage; returns its outcome word. Raises RetryLater when inputs are not ready."""
+    row = await status.get(svc.registry.pool, repository, digest)
+    if row is None:
+        return "gone"  # the manifest was deleted since the job was queued
+    handler = {
+        "verify": _verify,
+        "scan": _scan,
+        "rebuild": _rebuild,
+        "attest": _attest,
+        "admit": _admit,
+    }[stage]
+    outcome, detail = await handler(svc, repository, digest, row)
+    await status.event(svc.registry.pool, repository, digest, stage, outcome, detail)
+    log.info("stage done", stage=stage, repository=repository, digest=digest, outcome=outcome)
+    return outcome
+
+
+async def _verify(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    pool = svc.registry.pool
+    policy = svc.trust_policies.for_repository(repo) if svc.trust_policies else None
+    if policy is None:
+        await status.update(pool, repo, digest, verification=None, verification_passed=None)
+        await enqueue(svc, "scan", repo, digest)
+        return "no-policy", {"message": "no trust policy applies to this repository"}
+    result = await verify_image(
+        RegistryReader(svc.registry, repo), Digest.parse(digest), policy, svc.trust
+    )
+    document = result.to_json()
+    passed = result.passed
+    inherited = None
+    if not passed and row["kind"] == "image":
+        for parent in await status.parents(pool, repo, digest):
+            parent_row = await status.get(pool, repo, parent)
+            if parent_row is not None and parent_row["verification_passed"]:
+                passed, inherited = True, parent
+                break
+    if inherited:
+        document["inherited_from"] = inherited
+    await status.update(pool, repo, digest, verification=document, verification_passed=passed)
+    if row["kind"] == "index" and result.passed:
+        for child in await status.children(pool, repo, digest):
+            await enqueue(svc, "verify", repo, child)
+    await enqueue(svc, "scan", repo, digest)
+    outcome = "passed" if passed else "failed"
+    return outcome, {
+        "policy": result.policy,
+        "inherited_from": inherited,
+        "requirements": {r.id: r.passed for r in result.requirements},
+    }
+
+
+async def _context(svc: PipelineServices, repo: str, digest: str, row: Any) -> ImageContext:
+    """What the criteria know beyond the bytes: tags, supplier attestations, signatures.
+    Zoll's own attestations are left out, so a re-evaluation cannot pass on Zoll's word."""
+    image = await manifest_rows.image(svc.registry.pool, repo, Digest.parse(digest))
+    tags = tuple(image["tags"]) if image is not None else ()
+    kinds: set[str] = set()
+    reader = RegistryReader(svc.registry, repo)
+    for desc in await reader.referrers(Digest.parse(digest)):
+        if ZOLL_KEYID_ANNOTATION in desc.annotations:
+            continue
+        if desc.artifact_type:
+            kinds.add(desc.artifact_type)
+        predicate = desc.annotations.get("dev.sigstore.bundle.predicateType")
+        if predicate:
+            kinds.add(predicate)
+    documents = [row["verification"]] if row["verification"] else []
+    inherited = documents[0].get("inherited_from") if documents else None
+    if inherited:  # attestations about the signed index cover its platform images
+        parent = await status.get(svc.registry.pool, repo, inherited)
+        if parent is not None and parent["verification"]:
+            documents.append(parent["verification"])
+    for document in documents:
+        result = VerificationResult.from_json(document)
+        kinds.update(e.predicate_type for e in result.evidence if e.verified and e.predicate_type)
+    return ImageContext(
+        repository=repo,
+        tags=tags,
+        attestation_types=tuple(sorted(kinds)),
+        signature_verified=row["verification_passed"],
+    )
+
+
+async def _scan(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    pool = svc.registry.pool
+    rule = svc.config.namespace(repo)
+    if row["kind"] == "index":
+        children = [
+            await status.get(pool, repo, c) for c in await status.children(pool, repo, digest)
+        ]
+        pending = [c["digest"] for c in children if c is not None and c["hardening_passed"] is None]
+        if pending:
+            raise RetryLater(f"children not scanned yet: {', '.join(pending)}", delay=2)
+        results = {c["digest"]: c["hardening_passed"] for c in children if c is not None}
+        passed = all(results.values())
+        await status.update(
+            pool, repo, digest, hardening={"children": results}, hardening_passed=passed
+        )
+        await enqueue(svc, "attest", repo, digest)
+        return ("passed" if passed else "failed"), {"children": results}
+    reader = RegistryReader(svc.registry, repo)
+    analysis = await analyze_image(reader, Digest.parse(digest), cache=svc.layers)
+    data = await svc.vulns.fingerprint()
+    vulns = await svc.vulns.match(analysis.packages) if data.records else None
+    context = await _context(svc, repo, digest, row)
+    report = evaluate(analysis, context, svc.catalog(rule), vulns)
+    decision = decide(report, svc.admission_rule(rule))
+    sbom = build_sbom(analysis, name=repo)
+    await status.update(
+        pool, repo, digest, hardening=report.to_json(), hardening_passed=decision.allowed, sbom=sbom
+    )
+    await enqueue(svc, "rebuild" if rule.rebuild != "off" else "attest", repo, digest)
+    return ("passed" if decision.allowed else "failed"), {
+        "reason": decision.reason,
+        "blocking": [r.id for r in decision.blocking],
+        "packages": len(analysis.packages),
+        "vulnerabilities": None if vulns is None else len(vulns),
+    }
+
+
+def _vsa(
+    svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime
+) -> dict[str, Any]:
+    result = VerificationResult.from_json(row["verification"]) if row["verification"] else None
+    levels = ["SLSA_BUILD_LEVEL_0"]
+    if result is not None and row["verification_passed"]:
+        slsa = [r for r in result.requirements if r.id == "slsa" and r.level is not None]
+        if slsa:
+            levels = [f"SLSA_BUILD_LEVEL_{slsa[0].level}"]
+    policy = ResourceRef(
+        f"zoll:trust-policy/{result.policy if result else 'none'}",
+        {"sha256": svc.trust_policy_sha256} if svc.trust_policy_sha256 != "none" else {},
+    )
+    return vsa(
+        image=f"{repo}",
+        digest=digest,
+        verifier=svc.verifier,
+        time_verified=now,
+        policy=policy,
+        result="PASSED" if row["verification_passed"] else "FAILED",
+        verified_levels=levels,
+    )
+
+
+def _hardening(
+    svc: PipelineServices, repo: str, digest: Digest, report: HardeningReport, now: datetime
+) -> dict[str, Any]:
+    rule = svc.config.namespace(repo)
+    catalog = svc.catalog(rule)
+    statuses = {"pass": "passed", "fail": "failed", "not_applicable": "not_applicable"}
+    outcomes = [
+        CriterionOutcome(
+            r.id,
+            "waived" if r.status == "fail" and r.id in rule.waive else statuses[r.status],  # type: ignore[arg-type]
+            r.title,
+            r.severity,  # type: ignore[arg-type]
+            "; ".join(r.evidence[:3]) or None,
+        )
+        for r in report.results
+    ]
+    required = sorted(
+        r.id
+        for r in report.results
+        if severity_rank(r.severity) <= severity_rank(rule.fail_on) and r.id not in rule.waive
+    )
+    return hardening_result(
+        image=repo,
+        digest=digest,
+        evaluator=svc.verifier,
+        time_evaluated=now,
+        catalog=ResourceRef(
+            f"zoll:catalog/{catalog.name}", {"sha256": catalog.digest.split(":", 1)[1]}
+        ),
+        catalog_version=catalog.version,
+        criteria=outcomes,
+        required=required or None,
+    )
+
+
+async def _attach(
+    svc: PipelineServices, repo: str, digest: Digest, statement_: dict[str, Any]
+) -> int:
+    """Sign, record and log a statement, then attach it to the image both ways."""
+    logged = await svc.ledger.sign_and_log(
+        statement_, svc.keyring.signer, subject=digest, repository=repo
+    )
+    envelope = logged.attestation.envelope
+    image = await manifest_rows.image(svc.registry.pool, repo, digest)
+    assert image is not None
+    subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
+    reader = RegistryReader(svc.registry, repo)
+    try:
+        existing: bytes | None = (await reader.get_manifest(cosign_tag(digest))).raw
+    except ContentNotFound:
+        existing = None
+    artifacts = attestation_artifacts(
+        envelope,
+        subject_desc,
+        svc.keyring.signer.public,
+        existing_att=existing,
+        log_entry=logged.entry,
+    )
+    for push in (artifacts.referrer, artifacts.cosign):
+        for blob in push.blobs:
+            await store_blob(svc.registry, repo, blob.data)
+        tags = [push.tag] if push.tag else []
+        await store_manifest(
+            svc.registry, repo, parse_manifest(push.raw, push.media_type), tags, external=False
+        )
+    return logged.entry.index
+
+
+async def _rebuild(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    from registry.pipeline.rebuilds import run_rebuild  # buildah-driven; loaded when used
+
+    outcome, detail = await run_rebuild(svc, repo, digest, row)
+    await enqueue(svc, "attest", repo, digest)
+    return outcome, detail
+
+
+async def _attest(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    now = datetime.now(UTC)
+    subject_digest = Digest.parse(digest)
+    indexes: dict[str, int] = {}
+    indexes["vsa"] = await _attach(
+        svc, repo, subject_digest, _vsa(svc, repo, subject_digest, row, now)
+    )
+    if row["kind"] == "image" and row["hardening"]:
+        report = HardeningReport.from_json(row["hardening"])
+        indexes["hardening"] = await _attach(
+            svc, repo, subject_digest, _hardening(svc, repo, subject_digest, report, now)
+        )
+    if row["sbom"]:
+        sbom_statement = statement([subject(repo, subject_digest)], CYCLONEDX_BOM, row["sbom"])
+        indexes["sbom"] = await _attach(svc, repo, subject_digest, sbom_statement)
+    if row["rebuild"] and row["rebuild"].get("statement"):
+        indexes["rebuild"] = await _attach(svc, repo, subject_digest, row["rebuild"]["statement"])
+    await enqueue(svc, "admit", repo, digest)
+    return "signed", {"log_indexes": indexes}
+
+
+async def _admit(
+    svc: PipelineServices, repo: str, digest: str, row: Any
+) -> tuple[str, dict[str, Any]]:
+    pool = svc.registry.pool
+    rule = svc.config.namespace(repo)
+    reasons: list[str] = []
+    if rule.require_verification:
+        if row["verification_passed"] is None:
+            reasons.append("no trust policy verified this image")
+        elif not row["verification_passed"]:
+            result = VerificationResult.from_json(row["verification"])
+            for req in result.requirements:
+                if not req.passed:
+                    why = "; ".join(f"{p.reason.value}: {p.message}" for p in req.problems[:3])
+                    reasons.append(f"verification requirement {req.id} failed ({why})")
+    if row["kind"] == "index":
+        children = [
+            await status.get(pool, repo, c) for c in await status.children(pool, repo, digest)
+        ]
+        if any(
+            c is not None and c["state"] == "quarantined" and c["hardening_passed"] is None
+            for c in children
+        ):
+            raise RetryLater("children still in the pipeline", delay=2)
+        for child in children:
+            if child is not None and child["state"] != "admitted":
+                reasons.append(f"platform image {child['digest']} is not admitted")
+    if rule.rebuild == "require" and row["kind"] == "image":
+        outcome = (row["rebuild"] or {}).get("result", {}).get("outcome")
+        if outcome != "reproduced":
+            reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
+    if row["kind"] == "image" and not row["hardening"]:
+        reasons.append("image has not been checked against the hardening criteria")
+    elif row["kind"] == "image":
+        decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
+        reasons.extend(
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
+        )
+    state = "admitted" if not reasons else "quarantined"
+    fingerprint = await svc.fingerprint(rule)
+    await svc.log.append(
+        [
+            admission_record(
+                subject_digest=digest,
+                repository=repo,
+                decision="admitted" if state == "admitted" else "denied",
+                reasons=reasons,
+                decided_at=datetime.now(UTC),
+                policy=fingerprint,
+            )
+        ]
+    )
+    await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
+    for parent in await status.parents(pool, repo, digest):
+        await enqueue(svc, "admit", repo, parent)
+    return state, {"reasons": reasons}

@@ -1,0 +1,293 @@
+"""`zoll serve`: embedded backends, migrations, and worker processes sharing one port.
+
+The supervisor (this process) starts the embedded PostgreSQL and SeaweedFS when no DSN or
+S3 endpoint is configured, applies migrations once, then runs the HTTP workers: in
+process for one worker, or as forked processes that each bind the port with
+SO_REUSEPORT so the kernel spreads connections. On SIGINT/SIGTERM the workers drain and
+stop first, then the embedded backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from registry.auth.bootstrap import ensure_admin
+from registry.config import Config
+from registry.db.migrate import migrate
+from registry.db.pool import create_pool
+from registry.embedded.postgres import EmbeddedPostgres
+from registry.embedded.seaweedfs import EmbeddedSeaweed
+from registry.gc import collect
+from registry.http.app import build_app
+from registry.memory import tune_malloc
+from registry.service import close_registry, open_registry
+
+log = structlog.get_logger("zoll.server")
+
+
+def _with(config: Config, **sections: dict[str, Any]) -> Config:
+    data = config.model_dump()
+    for name, values in sections.items():
+        node = data
+        parts = name.split(".")
+        for part in parts:
+            node = node[part]
+        node.update(values)
+    return Config.model_validate(data)
+
+
+class Supervisor:
+    """Owns the embedded backends and the worker processes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._postgres: EmbeddedPostgres | None = None
+        self._seaweed: EmbeddedSeaweed | None = None
+
+    def start_backends(self) -> Config:
+        """Start what is not configured externally; return the effective config."""
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        if not config.database.dsn:
+            self._postgres = EmbeddedPostgres(config.data_dir / "postgres")
+            config = _with(config, database={"dsn": self._postgres.start()})
+        if config.storage.driver == "s3" and not config.storage.s3.endpoint:
+            self._seaweed = EmbeddedSeaweed(config.data_dir / "seaweedfs")
+            endpoint = self._seaweed.start()
+            config = _with(
+                config,
+                **{
+                    "storage.s3": {
+                        "endpoint": endpoint,
+                        "access_key": self._seaweed.access_key,
+                        "secret_key": self._seaweed.secret_key,
+                    }
+                },
+            )
+        return config
+
+    def stop_backends(self) -> None:
+        if self._seaweed is not None:
+            self._seaweed.stop()
+        if self._postgres is not None:
+            self._postgres.stop()
+
+
+async def _prepare(config: Config) -> str | None:
+    """Once per start, before any worker: migrations, crash repair, and on first start the
+    admin account (its password is returned, once)."""
+    assert config.database.dsn
+    pool = await create_pool(config.database.dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)
+        if applied:
+            log.info("migrations applied", versions=[m.version for m in applied])
+        if config.pipeline.enabled:
+            await _repair(config, pool)
+        if config.auth.enabled and config.auth.bootstrap_admin:
+            return await ensure_admin(pool, config.auth.scrypt_log2_n)
+        return None
+    finally:
+        await pool.close()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _repair(config: Config, pool: Any) -> None:
+    """Attestations signed but not logged when the last run died get logged now; jobs
+    whose worker died are queued again."""
+    from attest.servicekeys import ServiceKeyring
+    from attest.tlog.store import TransparencyLog
+    from registry.pipeline.jobs import JobQueue
+    from registry.pipeline.services import keyring_settings, log_origin
+
+    keyring = await asyncio.to_thread(
+        ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
+    )
+    try:
+        report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
+        jobs = JobQueue(pool)
+        requeued = await jobs.requeue_expired()
+        requeued += await jobs.requeue_orphans(socket.gethostname(), _process_alive)
+        log.info("repaired", log=str(report), jobs_requeued=requeued)
+    finally:
+        keyring.close()
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _background(registry_config: Config, registry: Any, stopping: asyncio.Event) -> None:
+    """Periodic GC (one at a time cluster-wide: collect() takes an advisory lock)."""
+    if not registry_config.gc.enabled:
+        return
+    interval = registry_config.gc.interval
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
+        if stopping.is_set():
+            return
+        try:
+            await collect(registry)
+        except Exception:  # GC failures are logged and retried next interval
+            log.exception("gc failed")
+
+
+async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """One HTTP worker: its own pool and driver, serving on the shared socket."""
+    from registry.pipeline.services import PipelineServices
+
+    registry = await open_registry(config, run_migrations=False)
+    services = await PipelineServices.open(registry)
+    app = build_app(registry, services)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.http.shutdown_timeout)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    background = asyncio.create_task(_background(config, registry, stopping))
+    pipeline = None
+    if config.pipeline.enabled:
+        from registry.pipeline.runner import PipelineRunner
+
+        pipeline = PipelineRunner(services)
+        await pipeline.start()
+    ready()
+    try:
+        await stopping.wait()
+    finally:
+        background.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await background
+        if pipeline is not None:
+            await pipeline.stop()
+        await runner.cleanup()
+        await services.aclose()
+        await close_registry(registry)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _run_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
+    tune_malloc()
+    loop = _new_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve_worker(config, sock, ready))
+    finally:
+        loop.close()
+
+
+def run(
+    config: Config,
+    on_ready: Callable[[Config, int], None],
+    on_admin_created: Callable[[str], None] | None = None,
+) -> int:
+    """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
+    `on_admin_created(password)` once if the first start created the admin account."""
+    supervisor = Supervisor(config)
+    try:
+        effective = supervisor.start_backends()
+        password = asyncio.run(_prepare(effective))
+        if password is not None and on_admin_created is not None:
+            on_admin_created(password)
+        sock = _listen_socket(effective.http.host, effective.http.port)
+        port = sock.getsockname()[1]
+        workers = effective.http.workers
+        if workers == 1:
+            sock.listen(1024)
+            _run_worker(effective, sock, lambda: on_ready(effective, port))
+            return 0
+        return _run_forked(effective, sock, port, workers, on_ready)
+    finally:
+        supervisor.stop_backends()
+
+
+def _run_forked(
+    config: Config,
+    parent_sock: socket.socket,
+    port: int,
+    workers: int,
+    on_ready: Callable[[Config, int], None],
+) -> int:
+    read_fd, write_fd = os.pipe()
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            os.close(read_fd)
+            parent_sock.close()
+            sock = _listen_socket(config.http.host, port)
+            sock.listen(1024)
+            code = 0
+
+            def signal_ready() -> None:
+                os.write(write_fd, b".")
+
+            try:
+                _run_worker(config, sock, signal_ready)
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    os.close(write_fd)
+    parent_sock.close()
+    started = 0
+    while started < workers:
+        chunk = os.read(read_fd, workers)
+        if not chunk:
+            break
+        started += len(chunk)
+    if started == workers:
+        on_ready(config, port)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    status = 0
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        status = status or os.waitstatus_to_exitcode(code)
+    os.close(read_fd)
+    return 0 if status in (0, -signal.SIGINT, -signal.SIGTERM) else 1

@@ -1,0 +1,1 @@
+"""Blob storage drivers behind one interface (S3 and filesystem)."""

@@ -1,0 +1,117 @@
+"""The storage driver interface, modelled on CNCF distribution's, narrowed to blobs.
+
+The registry owns identity (digests, verified before anything becomes visible) and the
+mapping digest → storage key (in PostgreSQL); drivers only move bytes. An upload is
+written through an `UploadWriter` that can be suspended between requests (its state
+saved as JSON with the session) and resumed by any worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from registry.oci.digest import Digest
+
+DriverState = dict[str, Any]
+
+
+class StorageError(Exception):
+    """The backend failed; the request gets a 5xx and nothing becomes visible."""
+
+
+class BlobMissing(StorageError):
+    """The key has no object (removed out of band, or never written)."""
+
+
+class UploadLost(StorageError):
+    """The data of an upload session is gone from storage (expired or cleaned up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: datetime
+
+
+class UploadWriter(Protocol):
+    """Appends to one upload; `suspend` or `commit` or `abort` ends its use."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far, including earlier requests."""
+        ...
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append `data`. The buffer is reused after the call: copy what must outlive it."""
+        ...
+
+    async def suspend(self) -> DriverState:
+        """Make everything written durable and return the state to resume from."""
+        ...
+
+    async def drop_superseded(self) -> None:
+        """After the new state was saved: delete data only the previous state needed."""
+        ...
+
+    async def commit(self, digest: Digest) -> str:
+        """Turn the upload into the stored blob `digest` (already verified); return its key."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard everything written."""
+        ...
+
+
+class BlobDriver(Protocol):
+    """Where blob bytes live."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def begin_upload(self, upload_id: str) -> DriverState:
+        """Prepare storage for a new upload; return its initial state."""
+        ...
+
+    async def resume_upload(self, upload_id: str, state: DriverState, size: int) -> UploadWriter:
+        """A writer continuing an upload at `size` bytes."""
+        ...
+
+    async def discard_upload(self, upload_id: str, state: DriverState) -> None:
+        """Remove an upload's data (cancel, expiry, failed verification)."""
+        ...
+
+    async def stat(self, key: str) -> int | None:
+        """Size of the object at `key`, or None."""
+        ...
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (or to the end) of `key` from `offset`."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A file the HTTP layer may sendfile() directly, if the driver has one."""
+        ...
+
+    async def presign(self, key: str) -> str | None:
+        """A time-limited URL clients may GET the object from, if the driver supports it."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Delete `key`; missing keys are not an error."""
+        ...
+
+    def list_blobs(self) -> AsyncIterator[StoredObject]:
+        """Every stored blob object (for the orphan sweep of GC)."""
+        ...
+
+    def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
+        """Upload ids that have data in storage, with their last change."""
+        ...

@@ -1,0 +1,210 @@
+"""Filesystem driver: content-addressed files, uploads appended in place, sendfile on GET.
+
+Layout under the root: `blobs/<alg>/<2 hex>/<hex>` for blobs and `uploads/<id>/data`
+for uploads in progress. A committed upload is fsync'ed and renamed into place, so a
+blob file either is complete or does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from registry.oci.digest import Digest
+from registry.storage.base import BlobMissing, DriverState, StoredObject, UploadLost
+
+CHUNK = 1 << 20
+
+
+def content_key(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
+
+
+class _FileUploadWriter:
+    def __init__(self, path: Path, size: int, fsync: bool) -> None:
+        self._path = path
+        self._size = size
+        self._resumed_at = size
+        self._fsync = fsync
+        self._fd: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _open(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._path, os.O_WRONLY)
+            except FileNotFoundError as exc:
+                raise UploadLost(f"upload data {self._path.parent.name} is gone") from exc
+            actual = os.fstat(self._fd).st_size
+            if actual < self._resumed_at:
+                raise UploadLost(
+                    f"upload data is shorter ({actual}) than recorded ({self._resumed_at})"
+                )
+        return self._fd
+
+    def _write(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        fd = self._open()
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        offset = self._size
+        self._size += len(data)
+        await asyncio.to_thread(self._write, data, offset)
+
+    def _finish(self) -> None:
+        fd = self._open()
+        os.ftruncate(fd, self._size)  # drop bytes a crashed earlier request left behind
+        if self._fsync:
+            os.fsync(fd)
+        os.close(fd)
+        self._fd = None
+
+    async def suspend(self) -> DriverState:
+        await asyncio.to_thread(self._finish)
+        return {}
+
+    async def drop_superseded(self) -> None:
+        return None
+
+    async def commit(self, digest: Digest) -> str:
+        key = content_key(digest)
+        target = self._path.parents[2] / key
+
+        def finish_and_move() -> None:
+            self._finish()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._path.replace(target)
+            shutil.rmtree(self._path.parent, ignore_errors=True)
+
+        await asyncio.to_thread(finish_and_move)
+        return key
+
+    async def abort(self) -> None:
+        def remove() -> None:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            shutil.rmtree(self._path.parent, ignore_errors=True)
+
+        await asyncio.to_thread(remove)
+
+
+class FilesystemDriver:
+    """Blobs as files under `root`."""
+
+    name = "filesystem"
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+
+    async def start(self) -> None:
+        for sub in ("blobs", "uploads"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    def _upload_path(self, upload_id: str) -> Path:
+        return self.root / "uploads" / upload_id / "data"
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise BlobMissing(f"key {key!r} is outside the storage root")
+        return path
+
+    async def begin_upload(self, upload_id: str) -> DriverState:
+        path = self._upload_path(upload_id)
+
+        def create() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+        await asyncio.to_thread(create)
+        return {}
+
+    async def resume_upload(
+        self, upload_id: str, state: DriverState, size: int
+    ) -> _FileUploadWriter:
+        return _FileUploadWriter(self._upload_path(upload_id), size, self.fsync)
+
+    async def discard_upload(self, upload_id: str, state: DriverState) -> None:
+        await asyncio.to_thread(
+            shutil.rmtree, self.root / "uploads" / upload_id, ignore_errors=True
+        )
+
+    async def stat(self, key: str) -> int | None:
+        try:
+            return (await asyncio.to_thread(self._path(key).stat)).st_size
+        except FileNotFoundError:
+            return None
+
+    async def read(
+        self, key: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        try:
+            fh = await asyncio.to_thread(self._path(key).open, "rb")
+        except FileNotFoundError as exc:
+            raise BlobMissing(key) from exc
+        try:
+            fh.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = CHUNK if remaining is None else min(CHUNK, remaining)
+                chunk = await asyncio.to_thread(fh.read, size)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            fh.close()
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    async def presign(self, key: str) -> str | None:
+        return None
+
+    async def delete(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self._path(key).unlink)
+        except FileNotFoundError:
+            return
+
+    async def list_blobs(self) -> AsyncIterator[StoredObject]:
+        base = self.root / "blobs"
+        for dirpath, _dirs, files in await asyncio.to_thread(lambda: list(os.walk(base))):
+            for name in files:
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                yield StoredObject(
+                    str(path.relative_to(self.root)),
+                    st.st_size,
+                    datetime.fromtimestamp(st.st_mtime, UTC),
+                )
+
+    async def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
+        base = self.root / "uploads"
+        entries = await asyncio.to_thread(lambda: list(base.iterdir()) if base.exists() else [])
+        for entry in entries:
+            try:
+                mtime = entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            yield entry.name, datetime.fromtimestamp(mtime, UTC)

@@ -1,0 +1,310 @@
+"""Blob uploads: stream request bodies into storage, hash them, verify, then publish.
+
+Bytes flow socket → 1 MiB buffer → (hash in a worker thread ∥ driver write), with the
+next buffer read from the socket while the previous one is processed. The running hash
+state and the driver state are saved with the session after every request, so any
+worker process can continue a chunked upload. Nothing is visible until the digest the
+client names matches the bytes received: then `db.blobs.finalize` publishes the blob.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from registry.config import UploadConfig
+from registry.db import blobs as blob_rows
+from registry.db import uploads as sessions
+from registry.oci.digest import Digest
+from registry.oci.errors import ErrorCode, RegistryError
+from registry.oci.hashing import ResumableHasher
+from registry.storage.base import BlobDriver, StorageError, UploadLost, UploadWriter
+from registry.storage.budget import ByteBudget
+
+CHUNK = 1 << 20
+log = structlog.get_logger("zoll.uploads")
+
+
+class ByteSource(Protocol):
+    """What aiohttp's request body stream offers (and test streams can too)."""
+
+    async def readany(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    id: uuid.UUID
+    size: int
+    received: int = 0
+    """Bytes this request added."""
+
+
+def _session_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, detail={"upload": raw[:80]}) from None
+
+
+class UploadService:
+    """Everything between an HTTP upload request and a published blob."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        driver: BlobDriver,
+        budget: ByteBudget,
+        config: UploadConfig,
+    ) -> None:
+        self.pool = pool
+        self.driver = driver
+        self.budget = budget
+        self.config = config
+
+    async def start(self, name: str) -> UploadState:
+        """Open a session. The row comes first, so storage never holds upload data that
+        the GC sweep could mistake for abandoned."""
+        session_id = uuid.uuid4()
+        await sessions.create(self.pool, name, session_id, {})
+        try:
+            state = await self.driver.begin_upload(str(session_id))
+        except BaseException:
+            await sessions.delete(self.pool, session_id)
+            raise
+        if state:
+            await sessions.save(self.pool, session_id, 0, None, state)
+        return UploadState(session_id, 0)
+
+    async def status(self, name: str, raw_id: str) -> UploadState:
+        session = await sessions.get(self.pool, name, _session_id(raw_id))
+        if session is None:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN)
+        return UploadState(session.id, session.size)
+
+    async def cancel(self, name: str, raw_id: str) -> None:
+        session = await self._lease(name, raw_id)
+        await self.driver.discard_upload(str(session.id), session.driver_state)
+        await sessions.delete(self.pool, session.id)
+
+    async def _lease(self, name: str, raw_id: str) -> sessions.Session:
+        try:
+            session = await sessions.lease(
+                self.pool, name, _session_id(raw_id), self.config.lease_seconds
+            )
+        except sessions.SessionBusy:
+            raise RegistryError(
+                ErrorCode.BLOB_UPLOAD_INVALID,
+                "another request is writing to this upload",
+                status=409,
+            ) from None
+        if session is None:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN)
+        return session
+
+    async def append(
+        self, name: str, raw_id: str, body: ByteSource, content_range: tuple[int, int] | None
+    ) -> UploadState:
+        """PATCH: add a chunk; `content_range` (inclusive) must start where the upload ends."""
+        session = await self._lease(name, raw_id)
+        try:
+            if content_range is not None and content_range[0] != session.size:
+                raise _out_of_order(session)
+            writer, hasher = await self._resume(session)
+            received = await self._receive(session.id, body, writer, hasher)
+            if content_range is not None and received != content_range[1] - content_range[0] + 1:
+                await writer.suspend()  # state below is not saved: these bytes are dropped
+                raise RegistryError(
+                    ErrorCode.BLOB_UPLOAD_INVALID,
+                    f"Content-Range announced {content_range[1] - content_range[0] + 1} bytes, "
+                    f"received {received}",
+                )
+            state = await writer.suspend()
+            await sessions.save(self.pool, session.id, writer.size, hasher.state(), state)
+            await writer.drop_superseded()
+            return UploadState(session.id, writer.size, received)
+        finally:
+            await sessions.release(self.pool, session.id)
+
+    async def finish(
+        self,
+        name: str,
+        raw_id: str,
+        digest: Digest,
+        body: ByteSource | None,
+        content_range: tuple[int, int] | None,
+    ) -> blob_rows.BlobInfo:
+        """PUT: take the last chunk (if any), verify the digest, publish the blob."""
+        session = await self._lease(name, raw_id)
+        try:
+            if content_range is not None and content_range[0] != session.size:
+                raise _out_of_order(session)
+            algorithm = digest.algorithm if session.size == 0 else session.algorithm
+            if algorithm != digest.algorithm:
+                raise RegistryError(
+                    ErrorCode.DIGEST_INVALID,
+                    f"this upload was hashed with {session.algorithm}; "
+                    f"use a {session.algorithm} digest or a monolithic upload",
+                )
+            writer, hasher = await self._resume(session, algorithm)
+            if body is not None:
+                await self._receive(session.id, body, writer, hasher)
+            info = await self._publish(name, digest, writer, hasher)
+        except RegistryError as err:
+            if err.code is ErrorCode.DIGEST_INVALID:  # a wrong digest ends the upload
+                await _quietly(self.driver.discard_upload(str(session.id), session.driver_state))
+                await sessions.delete(self.pool, session.id)
+            else:
+                await sessions.release(self.pool, session.id)
+            raise
+        except BaseException:
+            await sessions.release(self.pool, session.id)
+            raise
+        await sessions.delete(self.pool, session.id)
+        return info
+
+    async def monolithic(self, name: str, digest: Digest, body: ByteSource) -> blob_rows.BlobInfo:
+        """POST with ?digest=: the whole blob in one request (a session row all the same,
+        so GC knows the bytes are wanted; it is gone when the request is)."""
+        upload = await self.start(name)
+        try:
+            return await self.finish(name, str(upload.id), digest, body, None)
+        except BaseException:
+            await _quietly(self.cancel(name, str(upload.id)))
+            raise
+
+    async def _resume(
+        self, session: sessions.Session, algorithm: str | None = None
+    ) -> tuple[UploadWriter, ResumableHasher]:
+        if session.size == 0:
+            hasher = ResumableHasher(algorithm or session.algorithm)
+        else:
+            resumed = ResumableHasher.resume(session.algorithm, session.hash_state)
+            if resumed is None:
+                raise RegistryError(ErrorCode.BLOB_UPLOAD_INVALID, "upload state is unusable")
+            hasher = resumed
+        try:
+            writer = await self.driver.resume_upload(
+                str(session.id), session.driver_state, session.size
+            )
+        except UploadLost as exc:
+            raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, str(exc)) from exc
+        return writer, hasher
+
+    async def _receive(
+        self,
+        session_id: uuid.UUID,
+        body: ByteSource,
+        writer: UploadWriter,
+        hasher: ResumableHasher,
+    ) -> int:
+        """Pump the body while keeping the session lease alive."""
+
+        async def keep_lease() -> None:
+            while True:
+                await asyncio.sleep(self.config.lease_seconds / 3)
+                await sessions.extend(self.pool, session_id, self.config.lease_seconds)
+
+        keeper = asyncio.create_task(keep_lease())
+        try:
+            return await self._pump(body, writer, hasher)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _pump(self, body: ByteSource, writer: UploadWriter, hasher: ResumableHasher) -> int:
+        """Copy the body into `writer`, hashing on the way; return the bytes received.
+
+        Two fixed 1 MiB buffers alternate: one fills from the socket while the other is
+        hashed and written, so an upload allocates nothing per chunk.
+        """
+        total = 0
+        pending: asyncio.Future[None] | None = None
+        buffers = (bytearray(CHUNK), bytearray(CHUNK))
+        current, filled = 0, 0
+
+        async def process(data: memoryview) -> None:
+            await asyncio.gather(asyncio.to_thread(hasher.update, data), writer.write(data))
+
+        await self.budget.acquire(2 * CHUNK)
+        try:
+            while True:
+                chunk = await body.readany()
+                if not chunk:
+                    break
+                total += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), CHUNK - filled)
+                    buffers[current][filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == CHUNK:
+                        if pending is not None:
+                            await pending
+                        pending = asyncio.ensure_future(process(memoryview(buffers[current])))
+                        current, filled = 1 - current, 0
+            if pending is not None:
+                await pending
+                pending = None
+            if filled:
+                await process(memoryview(buffers[current])[:filled])
+        except StorageError as exc:
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            await self.budget.release(2 * CHUNK)
+        return total
+
+    async def _publish(
+        self, name: str, digest: Digest, writer: UploadWriter, hasher: ResumableHasher
+    ) -> blob_rows.BlobInfo:
+        actual = await asyncio.to_thread(hasher.digest)
+        if actual != digest:
+            await _quietly(writer.abort())
+            raise RegistryError(
+                ErrorCode.DIGEST_INVALID,
+                detail={"expected": str(digest), "received": str(actual), "size": writer.size},
+            )
+        try:
+            return await blob_rows.finalize(
+                self.pool, name, digest, writer.size, lambda: writer.commit(digest), writer.abort
+            )
+        except StorageError as exc:
+            await _quietly(writer.abort())
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
+
+    async def expire(self) -> int:
+        """Discard sessions idle past the configured expiry; return how many."""
+        count = 0
+        for session in await sessions.expired(self.pool, self.config.session_expiry):
+            await _quietly(self.driver.discard_upload(str(session.id), session.driver_state))
+            await sessions.delete(self.pool, session.id)
+            count += 1
+        return count
+
+
+def _out_of_order(session: sessions.Session) -> RegistryError:
+    end = max(session.size - 1, 0)
+    return RegistryError(
+        ErrorCode.RANGE_INVALID,
+        f"chunk must start at byte {session.size}",
+        headers={"Range": f"0-{end}", "Docker-Upload-UUID": str(session.id)},
+    )
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # cleanup must not hide the original error
+        log.warning("cleanup failed", error=str(exc))
