@@ -1,0 +1,140 @@
+"""Zoll's attestations in PostgreSQL, and their path into the log.
+
+Sign → `record` (row status 'signed') → `log` (leaf + row 'logged' in one transaction).
+A crash after `record` leaves a 'signed' row that `TransparencyLog.repair()` appends at
+the next start; publish an attestation with a log index only from a LoggedAttestation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from attest.dsse import Envelope
+from attest.signing import Signer, envelope_statement, sign_statement
+from attest.tlog.entries import LogEntry, attestation_record
+from attest.tlog.store import EntryNotFound, TransparencyLog
+from registry.oci.digest import Digest
+
+_COLUMNS = (
+    "id, subject_digest, repository, predicate_type, keyid, envelope, status, log_index, created_at"
+)
+
+
+@dataclass(frozen=True)
+class StoredAttestation:
+    id: int
+    subject_digest: Digest
+    repository: str
+    predicate_type: str
+    keyid: str
+    envelope: Envelope
+    status: str
+    log_index: int | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredAttestation:
+        return cls(
+            row["id"],
+            Digest.parse(row["subject_digest"]),
+            row["repository"],
+            row["predicate_type"],
+            row["keyid"],
+            Envelope.from_bytes(bytes(row["envelope"])),
+            row["status"],
+            row["log_index"],
+            row["created_at"],
+        )
+
+
+@dataclass(frozen=True)
+class LoggedAttestation:
+    attestation: StoredAttestation
+    entry: LogEntry
+
+
+class AttestationLedger:
+    def __init__(self, log: TransparencyLog) -> None:
+        self.log = log
+        self.pool = log.pool
+
+    async def record(
+        self, envelope: Envelope, *, subject: Digest, repository: str
+    ) -> StoredAttestation:
+        """Store a signed envelope (idempotent: the same envelope is stored once)."""
+        statement: dict[str, Any] = envelope_statement(envelope)
+        if not any(
+            s["digest"].get(subject.algorithm) == subject.encoded for s in statement["subject"]
+        ):
+            raise ValueError(f"the statement does not name {subject} as a subject")
+        if not envelope.signatures:
+            raise ValueError("the envelope is not signed")
+        raw = envelope.to_bytes()
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"""INSERT INTO attestations
+                      (subject_digest, repository, predicate_type, keyid, envelope, envelope_sha256)
+                    VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (envelope_sha256)
+                      DO UPDATE SET envelope_sha256 = EXCLUDED.envelope_sha256
+                    RETURNING {_COLUMNS}""",  # noqa: S608 - fixed column list
+                str(subject),
+                repository,
+                statement["predicateType"],
+                envelope.signatures[0].keyid,
+                raw,
+                hashlib.sha256(raw).hexdigest(),
+            )
+        assert row is not None
+        return StoredAttestation.from_row(row)
+
+    async def log_attestation(self, stored: StoredAttestation) -> LoggedAttestation:
+        """Append a recorded attestation (a no-op returning the entry if already logged)."""
+        [entry] = await self.log.append([attestation_record(stored.envelope, stored.id)])
+        return LoggedAttestation(await self.get(stored.id), entry)
+
+    async def sign_and_log(
+        self, statement: dict[str, Any], signer: Signer, *, subject: Digest, repository: str
+    ) -> LoggedAttestation:
+        """The whole path for the pipeline: sign, record, log."""
+        envelope = await asyncio.to_thread(sign_statement, statement, signer)
+        stored = await self.record(envelope, subject=subject, repository=repository)
+        return await self.log_attestation(stored)
+
+    async def get(self, attestation_id: int) -> StoredAttestation:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM attestations WHERE id = $1",  # noqa: S608
+                attestation_id,
+            )
+        if row is None:
+            raise EntryNotFound(f"no attestation {attestation_id}")
+        return StoredAttestation.from_row(row)
+
+    async def for_subject(
+        self, subject: Digest, predicate_type: str | None = None
+    ) -> list[StoredAttestation]:
+        """Logged attestations about an image, newest first (what may be published)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS} FROM attestations
+                    WHERE subject_digest = $1 AND status = 'logged'
+                      AND ($2::text IS NULL OR predicate_type = $2)
+                    ORDER BY id DESC""",  # noqa: S608
+                str(subject),
+                predicate_type,
+            )
+        return [StoredAttestation.from_row(r) for r in rows]
+
+    async def pending(self) -> list[StoredAttestation]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM attestations WHERE status = 'signed' ORDER BY id"  # noqa: S608
+            )
+        return [StoredAttestation.from_row(r) for r in rows]
