@@ -1,0 +1,103 @@
+"""Copying images into Zoll keeps every digest, brings signatures and attestations along,
+never fetches a blob twice, and refuses content that does not match its digest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from attest.keys import PrivateKey
+from registry.mirror.copy import Copier
+from registry.oci.digest import Digest
+from registry.oci.reader import ContentCorrupt, OCILayoutReader
+from tests.attest_verify.cosign_writer import CosignWriter, LayoutSink
+from tests.support.buildah import BUSYBOX_BASE, Builder
+from tests.support.servers import LiveRegistry
+from tests.support.tools import layout_index
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def signed_layout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Digest]:
+    builder = Builder(tmp_path_factory.mktemp("buildah"))
+    image = builder.build("mirror/app", BUSYBOX_BASE + "RUN echo upstream > /u.txt\n", layers=True)
+    layout = builder.push_oci_layout(image, tmp_path_factory.mktemp("up") / "layout", "2.0")
+    digest = Digest.parse(layout_index(layout)["manifests"][0]["digest"])
+    writer = CosignWriter(LayoutSink(layout))
+    key = PrivateKey.generate()
+    writer.sign(digest, key)
+    writer.attest(digest, key, "https://slsa.dev/provenance/v1", {"builder": {"id": "x"}})
+    return layout, digest
+
+
+async def test_copy_keeps_digests_and_attachments(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, signed_layout: tuple[Path, Digest]
+) -> None:
+    layout, digest = signed_layout
+    source = OCILayoutReader(layout)
+    blobs = 1 + len(
+        json.loads((layout / "blobs" / "sha256" / digest.encoded).read_bytes())["layers"]
+    )
+    result = await Copier(zoll.registry).manifest(source, "mirror/app", "2.0", tags=["2.0"])
+    assert result.digest == digest
+    assert result.blobs_fetched == blobs and result.blobs_reused == 0
+    assert sorted(result.attachments) == [
+        f"sha256-{digest.encoded}.att",
+        f"sha256-{digest.encoded}.sig",
+    ]
+    async with http.get(f"{zoll.url}/v2/mirror/app/manifests/2.0") as r:
+        assert r.headers["Docker-Content-Digest"] == str(digest)
+    async with http.get(f"{zoll.url}/v2/mirror/app/tags/list") as r:
+        tags = (await r.json())["tags"]
+    assert f"sha256-{digest.encoded}.sig" in tags and f"sha256-{digest.encoded}.att" in tags
+
+    # Copying again, or into another repository, fetches nothing.
+    again = await Copier(zoll.registry).manifest(source, "other/app", "2.0", tags=["2.0"])
+    assert again.blobs_fetched == 0 and again.blobs_reused == blobs and again.bytes_fetched == 0
+
+
+async def test_concurrent_copies_fetch_each_blob_once(
+    zoll: LiveRegistry, signed_layout: tuple[Path, Digest]
+) -> None:
+    layout, digest = signed_layout
+    blobs = 1 + len(
+        json.loads((layout / "blobs" / "sha256" / digest.encoded).read_bytes())["layers"]
+    )
+    copier = Copier(zoll.registry, parallel=8)
+    results = await asyncio.gather(
+        *(
+            copier.manifest(OCILayoutReader(layout), f"team{i}/app", "2.0", attachments=False)
+            for i in range(4)
+        )
+    )
+    assert sum(r.blobs_fetched for r in results) == blobs
+    assert sum(r.blobs_reused for r in results) == 3 * blobs
+
+
+async def test_tampered_upstream_blob_is_refused(
+    zoll: LiveRegistry,
+    http: aiohttp.ClientSession,
+    signed_layout: tuple[Path, Digest],
+    tmp_path: Path,
+) -> None:
+    layout, digest = signed_layout
+    tampered = tmp_path / "tampered"
+    shutil.copytree(layout, tampered)
+    manifest = json.loads((tampered / "blobs" / "sha256" / digest.encoded).read_bytes())
+    layer = manifest["layers"][-1]["digest"].split(":")[1]
+    blob = tampered / "blobs" / "sha256" / layer
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ContentCorrupt):
+        await Copier(zoll.registry).manifest(OCILayoutReader(tampered), "evil/app", "2.0")
+    async with http.get(f"{zoll.url}/v2/evil/app/manifests/2.0") as r:
+        assert r.status == 404
+    async with http.head(f"{zoll.url}/v2/evil/app/blobs/sha256:{layer}") as r:
+        assert r.status == 404

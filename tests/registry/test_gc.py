@@ -1,0 +1,165 @@
+"""Garbage collection removes what nothing references, and never what a push still needs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+
+import aiohttp
+
+from registry.gc import collect
+from registry.oci import mediatypes as mt
+from registry.oci.digest import Digest
+from tests.support.oci import Image, push_blob, push_image, push_manifest, sha256
+from tests.support.servers import LiveRegistry
+
+
+async def stored_keys(zoll: LiveRegistry) -> set[str]:
+    return {o.key async for o in zoll.registry.driver.list_blobs()}
+
+
+async def readable(zoll: LiveRegistry, http: aiohttp.ClientSession, name: str, digest: str) -> bool:
+    async with http.get(f"{zoll.url}/v2/{name}/blobs/{digest}") as r:
+        return r.status == 200 and sha256(await r.read()) == digest
+
+
+async def test_collects_untagged_manifests_and_unreferenced_blobs(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    kept = Image.random()
+    await push_image(http, zoll.url, "app", kept, "v1")
+    dropped = Image.random()
+    dropped.layers.append(kept.layers[0])  # shares a layer with the kept image
+    await push_image(http, zoll.url, "app", dropped, dropped.digest)
+    signature = b"signature bytes"
+    await push_blob(http, zoll.url, "app", signature)
+    await push_blob(http, zoll.url, "app", b"{}")
+    referrer = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": {"mediaType": mt.OCI_EMPTY, "digest": sha256(b"{}"), "size": 2},
+            "layers": [
+                {"mediaType": "text/plain", "digest": sha256(signature), "size": len(signature)}
+            ],
+            "subject": kept.descriptor(),
+        }
+    ).encode()
+    assert (
+        await push_manifest(http, zoll.url, "app", sha256(referrer), referrer, mt.OCI_MANIFEST)
+    ).status == 201
+    stray = await push_blob(http, zoll.url, "app", os.urandom(1000))
+
+    report = await collect(zoll.registry, grace=0)
+
+    assert report.manifests == 1
+    assert report.blobs == 4  # dropped's config and its two own layers, and the stray blob
+    async with http.get(f"{zoll.url}/v2/app/manifests/{dropped.digest}") as r:
+        assert r.status == 404
+    for blob in (kept.config, *kept.layers, signature):
+        assert await readable(zoll, http, "app", sha256(blob))
+    async with http.get(f"{zoll.url}/v2/app/manifests/{sha256(referrer)}") as r:
+        assert r.status == 200
+    for digest in (stray, sha256(dropped.config), *map(sha256, dropped.layers[:2])):
+        assert not await readable(zoll, http, "app", digest)
+    remaining = await zoll.registry.pool.fetchval("SELECT count(*) FROM blobs")
+    assert len(await stored_keys(zoll)) == remaining == 5
+
+
+async def test_grace_period_protects_recent_content(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    image = Image.random()
+    await push_image(http, zoll.url, "app", image, image.digest)  # untagged
+    await push_blob(http, zoll.url, "app", b"pushed, manifest still to come")
+    report = await collect(zoll.registry, grace=3600)
+    assert (report.manifests, report.links, report.blobs) == (0, 0, 0)
+    assert await readable(zoll, http, "app", sha256(b"pushed, manifest still to come"))
+
+
+async def test_orphaned_storage_and_abandoned_uploads_are_swept(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    driver = zoll.registry.driver
+    # A crash after storing bytes but before recording them leaves an object with no row.
+    data = os.urandom(2048)
+    state = await driver.begin_upload("crashed-upload-1")
+    writer = await driver.resume_upload("crashed-upload-1", state, 0)
+    await writer.write(bytearray(data))
+    await writer.commit(Digest.parse(sha256(data)))
+    # And an upload whose request died leaves data with no session.
+    state = await driver.begin_upload("abandoned-upload-2")
+    writer = await driver.resume_upload("abandoned-upload-2", state, 0)
+    await writer.write(bytearray(b"half"))
+    await writer.suspend()
+    # A live session is left alone.
+    async with http.post(f"{zoll.url}/v2/app/blobs/uploads/") as r:
+        live = f"{zoll.url}{r.headers['Location']}"
+    async with http.patch(live, data=b"still coming") as r:
+        live = f"{zoll.url}{r.headers['Location']}"
+
+    report = await collect(zoll.registry, grace=0)
+
+    assert report.orphaned_objects >= 2
+    assert await stored_keys(zoll) == set()
+    uploads = {u async for u, _ in driver.list_uploads()}
+    assert "abandoned-upload-2" not in uploads
+    async with http.put(f"{live}?digest={sha256(b'still coming')}") as r:
+        assert r.status == 201
+
+
+async def test_concurrent_pushes_never_lose_content(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """GC with no grace period runs in a loop while clients push; every push that
+    succeeded must stay fully pullable. A push may be refused (and is retried), never
+    accepted and then broken."""
+    shared_layer = os.urandom(4096)
+    stop = asyncio.Event()
+    collections = 0
+
+    async def gc_loop() -> None:
+        nonlocal collections
+        while not stop.is_set():
+            await collect(zoll.registry, grace=0)
+            collections += 1
+            await asyncio.sleep(random.random() / 50)
+
+    async def pusher(worker: int) -> list[tuple[str, Image]]:
+        done = []
+        for i in range(6):
+            image = Image.random(layers=1)
+            image.layers.append(shared_layer)
+            name, tag = f"team{worker % 2}/app", f"w{worker}-{i}"
+            for _attempt in range(200):
+                for blob in (image.config, *image.layers):
+                    await push_blob(http, zoll.url, name, blob)
+                r = await push_manifest(
+                    http, zoll.url, name, tag, image.manifest(), image.media_type
+                )
+                if r.status == 201:
+                    done.append((f"{name}:{tag}", image))
+                    break
+                assert r.status == 400  # MANIFEST_BLOB_UNKNOWN: GC took a link; push again
+                await asyncio.sleep(random.random() / 100)
+        return done
+
+    gc_task = asyncio.create_task(gc_loop())
+    try:
+        results = await asyncio.gather(*(pusher(w) for w in range(4)))
+    finally:
+        stop.set()
+        await gc_task
+    assert collections > 3
+    pushed = [item for result in results for item in result]
+    assert len(pushed) == 24
+    for ref, image in pushed:
+        name, tag = ref.split(":")
+        async with http.get(f"{zoll.url}/v2/{name}/manifests/{tag}") as r:
+            assert r.status == 200
+            assert await r.read() == image.manifest()
+        for blob in (image.config, *image.layers):
+            assert await readable(zoll, http, name, sha256(blob))
