@@ -6,6 +6,7 @@ from aiohttp import web
 
 from registry.db import blobs as blob_rows
 from registry.http.access import repository, requires
+from registry.http.sendfile import SendfileResponse
 from registry.http.state import registry_of
 from registry.http.v2.common import byte_range, head_response, parse_digest, repo_name
 from registry.oci.errors import ErrorCode, RegistryError
@@ -56,8 +57,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
             raise web.HTTPTemporaryRedirect(url, headers={"Docker-Content-Digest": str(digest)})
     path = reg.driver.local_path(info.storage_key)
     if path is not None:
-        # FileResponse does Range, sendfile and If-None-Match/If-Range itself.
-        return web.FileResponse(path, headers=headers, chunk_size=1 << 20)
+        # FileResponse does Range and If-None-Match/If-Range; the subclass does sendfile.
+        return SendfileResponse(path, headers=headers, chunk_size=1 << 20)
     start, end = wanted if wanted is not None else (0, info.size - 1)
     resp = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     resp.content_length = max(end - start + 1, 0)
