@@ -1,7 +1,7 @@
 """Blob uploads: stream request bodies into storage, hash them, verify, then publish.
 
-Bytes flow socket → 1 MiB buffer → (hash in a worker thread ∥ driver write), with the
-next buffer read from the socket while the previous one is processed. The running hash
+Bytes flow socket → ~1 MiB batch of chunks → (hash in a worker thread ∥ driver write),
+with the next batch read from the socket while the previous one is processed. The running hash
 state and the driver state are saved with the session after every request, so any
 worker process can continue a chunked upload. Nothing is visible until the digest the
 client names matches the bytes received: then `db.blobs.finalize` publishes the blob.
@@ -222,16 +222,17 @@ class UploadService:
     async def _pump(self, body: ByteSource, writer: UploadWriter, hasher: ResumableHasher) -> int:
         """Copy the body into `writer`, hashing on the way; return the bytes received.
 
-        Two fixed 1 MiB buffers alternate: one fills from the socket while the other is
-        hashed and written, so an upload allocates nothing per chunk.
+        Chunks are kept as they arrived (no copy) and handed over in batches of about
+        1 MiB: one batch is hashed and written in worker threads while the next one is
+        read from the socket, so at most two batches are held per upload.
         """
         total = 0
         pending: asyncio.Future[None] | None = None
-        buffers = (bytearray(CHUNK), bytearray(CHUNK))
-        current, filled = 0, 0
+        batch: list[bytes] = []
+        batched = 0
 
-        async def process(data: memoryview) -> None:
-            await asyncio.gather(asyncio.to_thread(hasher.update, data), writer.write(data))
+        async def process(chunks: list[bytes]) -> None:
+            await asyncio.gather(asyncio.to_thread(_hash_all, hasher, chunks), writer.write(chunks))
 
         await self.budget.acquire(2 * CHUNK)
         try:
@@ -240,22 +241,18 @@ class UploadService:
                 if not chunk:
                     break
                 total += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    take = min(len(view), CHUNK - filled)
-                    buffers[current][filled : filled + take] = view[:take]
-                    filled += take
-                    view = view[take:]
-                    if filled == CHUNK:
-                        if pending is not None:
-                            await pending
-                        pending = asyncio.ensure_future(process(memoryview(buffers[current])))
-                        current, filled = 1 - current, 0
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= CHUNK:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(process(batch))
+                    batch, batched = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if filled:
-                await process(memoryview(buffers[current])[:filled])
+            if batch:
+                await process(batch)
         except StorageError as exc:
             raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
         finally:
@@ -301,6 +298,11 @@ def _out_of_order(session: sessions.Session) -> RegistryError:
         f"chunk must start at byte {session.size}",
         headers={"Range": f"0-{end}", "Docker-Upload-UUID": str(session.id)},
     )
+
+
+def _hash_all(hasher: ResumableHasher, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
 
 
 async def _quietly(awaitable: Awaitable[object]) -> None:

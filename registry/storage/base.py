@@ -8,7 +8,7 @@ saved as JSON with the session) and resumed by any worker process.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,8 +46,8 @@ class UploadWriter(Protocol):
         """Bytes written so far, including earlier requests."""
         ...
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append `data`. The buffer is reused after the call: copy what must outlive it."""
+    async def write(self, chunks: Sequence[bytes]) -> None:
+        """Append `chunks` in order (one call per ~1 MiB batch, to keep thread hops few)."""
         ...
 
     async def suspend(self) -> DriverState:

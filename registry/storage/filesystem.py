@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from registry.oci.digest import Digest
 from registry.storage.base import BlobMissing, DriverState, StoredObject, UploadLost
 
 CHUNK = 1 << 20
+IOV_MAX = 1024
+"""pwritev(2) takes at most this many buffers per call (Linux UIO_MAXIOV)."""
 
 
 def content_key(digest: Digest) -> str:
@@ -49,18 +51,22 @@ class _FileUploadWriter:
                 )
         return self._fd
 
-    def _write(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+    def _write(self, chunks: Sequence[bytes], offset: int) -> None:
         fd = self._open()
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view = view[written:]
+        views = [memoryview(c) for c in chunks]
+        while views:
+            written = os.pwritev(fd, views[:IOV_MAX], offset)
             offset += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(self, chunks: Sequence[bytes]) -> None:
         offset = self._size
-        self._size += len(data)
-        await asyncio.to_thread(self._write, data, offset)
+        self._size += sum(len(c) for c in chunks)
+        await asyncio.to_thread(self._write, chunks, offset)
 
     def _finish(self) -> None:
         fd = self._open()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
@@ -77,12 +77,13 @@ class _S3UploadWriter:
             self._reserved = self._part_size() + CHUNK
             await self._d.budget.acquire(self._reserved)
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        await self._reserve()
-        self._buffer += data
-        self._size += len(data)
-        if len(self._buffer) >= self._part_size():
-            await self._flush_part()
+    async def write(self, chunks: Sequence[bytes]) -> None:
+        for data in chunks:
+            await self._reserve()
+            self._buffer += data
+            self._size += len(data)
+            if len(self._buffer) >= self._part_size():
+                await self._flush_part()
 
     async def _flush_part(self) -> None:
         if self._mpu is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -110,6 +111,30 @@ async def test_streamed_patch_without_content_range(
     async with http.put(f"{location}?digest={sha256(data)}") as r:
         assert r.status == 201
     async with http.get(f"{zoll.url}/v2/stream/blobs/{sha256(data)}") as r:
+        assert await r.read() == data
+
+
+async def test_chunked_transfer_encoding_with_thousands_of_tiny_chunks(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """A streaming client (Transfer-Encoding: chunked) may send its body in pieces of any
+    size; thousands of tiny pieces and a few large ones all land in order."""
+    pieces = [os.urandom(7) for _ in range(3000)] + [os.urandom(1_500_000), b"x", b"yz"] * 2
+    data = b"".join(pieces)
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async with http.post(f"{zoll.url}/v2/stream/app/blobs/uploads/") as r:
+        location = f"{zoll.url}{r.headers['Location']}"
+    async with http.patch(location, data=body()) as r:
+        assert r.status == 202, await r.text()
+        assert r.headers["Range"] == f"0-{len(data) - 1}"
+        location = f"{zoll.url}{r.headers['Location']}"
+    async with http.put(f"{location}?digest={sha256(data)}") as r:
+        assert r.status == 201, await r.text()
+    async with http.get(f"{zoll.url}/v2/stream/app/blobs/{sha256(data)}") as r:
         assert await r.read() == data
 
 

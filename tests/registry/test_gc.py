@@ -88,12 +88,12 @@ async def test_orphaned_storage_and_abandoned_uploads_are_swept(
     data = os.urandom(2048)
     state = await driver.begin_upload("crashed-upload-1")
     writer = await driver.resume_upload("crashed-upload-1", state, 0)
-    await writer.write(bytearray(data))
+    await writer.write([data])
     await writer.commit(Digest.parse(sha256(data)))
     # And an upload whose request died leaves data with no session.
     state = await driver.begin_upload("abandoned-upload-2")
     writer = await driver.resume_upload("abandoned-upload-2", state, 0)
-    await writer.write(bytearray(b"half"))
+    await writer.write([b"half"])
     await writer.suspend()
     # A live session is left alone.
     async with http.post(f"{zoll.url}/v2/app/blobs/uploads/") as r:

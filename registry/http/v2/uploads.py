@@ -7,7 +7,7 @@ DELETE, and cross-repository mount (?mount=&from=).
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from registry.db import blobs as blob_rows
 from registry.http.access import Access, repository, requires
@@ -55,6 +55,21 @@ def _progress(name: str, upload_id: str, size: int, status: int) -> web.Response
     )
 
 
+class RequestBody:
+    """The request body as the chunks the server received: aiohttp's `readany()` joins
+    everything buffered into one new bytes object (a big allocation and a copy per
+    call), `readchunk()` hands the chunks over as they are."""
+
+    def __init__(self, stream: StreamReader) -> None:
+        self._stream = stream
+
+    async def readany(self) -> bytes:
+        while True:
+            data, end_of_http_chunk = await self._stream.readchunk()
+            if data or not end_of_http_chunk:
+                return data  # b"" with no chunk boundary: the body has ended
+
+
 def _has_body(request: web.Request) -> bool:
     return request.content_length not in (None, 0) or "chunked" in request.headers.get(
         "Transfer-Encoding", ""
@@ -77,7 +92,7 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
     if "digest" in request.query:
         digest = parse_digest(request.query["digest"])
         try:
-            info = await reg.uploads.monolithic(name, digest, request.content)
+            info = await reg.uploads.monolithic(name, digest, RequestBody(request.content))
         except RegistryError as err:
             if err.code is ErrorCode.DIGEST_INVALID:
                 DIGEST_MISMATCHES.inc()
@@ -103,7 +118,7 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
     state = await reg.uploads.append(
-        name, request.match_info["upload"], request.content, content_range(request)
+        name, request.match_info["upload"], RequestBody(request.content), content_range(request)
     )
     BLOB_BYTES_RECEIVED.inc(state.received)
     return _progress(name, str(state.id), state.size, 202)
@@ -114,7 +129,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
     digest = parse_digest(request.query.get("digest"))
-    body = request.content if _has_body(request) else None
+    body = RequestBody(request.content) if _has_body(request) else None
     try:
         info = await reg.uploads.finish(
             name, request.match_info["upload"], digest, body, content_range(request)
