@@ -5,7 +5,8 @@ Measures with neutral C clients (curl for transfers, ab for request rates):
 - HEAD and GET of a manifest by tag, 64 concurrent connections (ApacheBench),
 - peak memory of the service processes while 4 × 1 GiB pushes run at once.
 
-    python -m bench registry [--size-mib 1024] [--storage filesystem|s3] [--workers 2]
+    python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]]
+                             [--workers 2]
 
 Prints a table with Zoll/distribution ratios; paste it into docs/benchmarks.md.
 """
@@ -94,10 +95,14 @@ def start_distribution(work: Path, storage: str, s3: EmbeddedSeaweed | None) -> 
     }
     path = work / "distribution.yml"
     path.write_text(json.dumps(config))  # JSON is YAML
+    # distribution 2.8's AWS SDK panics on AWS_CA_BUNDLE with its own transport; the
+    # endpoint is plain HTTP on loopback anyway.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     proc = subprocess.Popen(
         ["docker-registry", "serve", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/v2/")
@@ -122,7 +127,9 @@ def _is_python(pid: int) -> bool:
         return False
 
 
-def start_zoll(work: Path, storage: str, workers: int, s3: EmbeddedSeaweed | None) -> Server:
+def start_zoll(
+    work: Path, storage: str, workers: int, s3: EmbeddedSeaweed | None, redirect: bool = False
+) -> Server:
     env = {
         **os.environ,
         "ZOLL_LOG__LEVEL": "warning",
@@ -136,6 +143,8 @@ def start_zoll(work: Path, storage: str, workers: int, s3: EmbeddedSeaweed | Non
                 "ZOLL_STORAGE__S3__ACCESS_KEY": s3.access_key,
                 "ZOLL_STORAGE__S3__SECRET_KEY": s3.secret_key,
                 "ZOLL_STORAGE__S3__BUCKET": "zoll",
+                # distribution redirects pulls to S3 by default, Zoll only when told to
+                "ZOLL_STORAGE__S3__REDIRECT": "true" if redirect else "false",
             }
         )
     port = free_port()
@@ -356,6 +365,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requests", type=int, default=50000)
+    parser.add_argument(
+        "--s3-redirect", action="store_true", help="Zoll answers pulls with 307 to S3 too"
+    )
     args = parser.parse_args(sys.argv[1:])
     for tool, package in (
         ("docker-registry", "docker-registry"),
@@ -378,7 +390,7 @@ def main() -> int:
         try:
             for starter in (
                 start_distribution,
-                lambda w, st, s: start_zoll(w, st, args.workers, s),
+                lambda w, st, s: start_zoll(w, st, args.workers, s, args.s3_redirect),
             ):
                 server = starter(work, args.storage, s3)
                 try:
@@ -389,8 +401,8 @@ def main() -> int:
             if s3 is not None:
                 s3.stop()
     print(
-        f"\nstorage: {args.storage}, blob {args.size_mib} MiB, Zoll workers: {args.workers}, "
-        f"{os.cpu_count()} CPUs\n"
+        f"\nstorage: {args.storage}{' (Zoll redirects pulls)' if args.s3_redirect else ''}, "
+        f"blob {args.size_mib} MiB, Zoll workers: {args.workers}, {os.cpu_count()} CPUs\n"
     )
     print("| measure | distribution 2.8 | Zoll | Zoll / distribution |")
     print("| --- | ---: | ---: | ---: |")
