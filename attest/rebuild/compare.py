@@ -28,6 +28,7 @@ from attest.rebuild.diff import (
 from attest.rebuild.layerfiles import FIELDS, FileRecord, LayerScan, Visit, scan_layer
 from attest.rebuild.layerstream import LoopChunks
 from registry.oci import mediatypes as mt
+from registry.oci.consumers import run_consumer
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest, DigestError
 from registry.oci.manifest import Manifest, ManifestError, parse_manifest
@@ -200,7 +201,7 @@ async def _scan(
     """Stream one blob through `visit` in a worker thread."""
     chunks = LoopChunks(asyncio.get_running_loop(), reader.open_blob(digest))
     try:
-        return await asyncio.to_thread(
+        return await run_consumer(
             scan_layer,
             chunks,
             visit,

@@ -26,6 +26,7 @@ from policy.analyzer.summary import summarise
 from policy.analyzer.tarstream import ByteStream, TarEntry, TarError, TarReader
 from policy.analyzer.tree import FileTree
 from registry.oci import mediatypes as mt
+from registry.oci.consumers import run_consumer
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import ManifestError, parse_manifest
@@ -190,7 +191,7 @@ async def _read_layer(
     stream = reader.open_blob(desc.digest)
     pump = asyncio.create_task(pipe.pump(stream))
     try:
-        await asyncio.to_thread(_process_layer, state, pipe, desc, info, diff_id)
+        await run_consumer(_process_layer, state, pipe, desc, info, diff_id)
     finally:
         pipe.close()
         pump.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,18 @@ async def test_cache_is_bounded() -> None:
     assert cache.get("layer4") is not None
     cache.put("huge", CachedLayer((entry,) * 11, (), (), 11))
     assert cache.get("huge") is None
+
+
+async def test_many_images_analysed_at_once_never_starve_their_own_reads(
+    images: tuple[OCILayoutReader, Digest, Digest],
+) -> None:
+    """More analyses at once than the loop's default executor has threads: each parser
+    waits for chunks its reader fetches with `to_thread`; none may wait forever."""
+    reader, a, b = images
+    expected = _comparable((await analyze_image(reader, a)).to_json())
+    many = 4 * ((os.cpu_count() or 1) + 4)  # the default executor has min(32, cpus + 4)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(analyze_image(reader, a if n % 2 else b) for n in range(many))),
+        timeout=120,
+    )
+    assert [_comparable(r.to_json()) for r in results[1::2]] == [expected] * (many // 2)
