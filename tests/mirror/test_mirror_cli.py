@@ -106,9 +106,16 @@ async def test_apply_run_status(
     assert status["origin"]["source"] == f"oci:{layout}" and status["origin"]["entry"] == "app"
 
     again = json.loads(
-        await run(ZOLL, "mirror", "run", "--set", "local", "--config", str(config), "--json")
+        await run(
+            ZOLL, "mirror", "run", "--set", "local", "--wait", "--config", str(config), "--json"
+        )
     )
     assert sum(i["result"]["bytes_fetched"] for i in again["images"]) == 0
+    # --wait ran the pipeline too, and each image says what was decided and why: these
+    # upstream images are unsigned, so they stay quarantined for that reason.
+    for image in again["images"]:
+        assert image["image_state"] == "quarantined", image
+        assert any("trust policy" in reason for reason in image["reasons"]), image
 
     status_out = json.loads(await run(ZOLL, "mirror", "status", "--config", str(config), "--json"))
     [entry] = status_out["entries"]

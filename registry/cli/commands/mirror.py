@@ -127,6 +127,8 @@ async def _main(args: argparse.Namespace) -> int:
         started = time.monotonic()
         with progress.bars:
             results = await _work(services, args.jobs, with_pipeline=args.wait)
+        if args.wait:
+            await _add_verdicts(registry.pool, results)
         return _summary(results, time.monotonic() - started, args.json, services)
     finally:
         await services.aclose()
@@ -211,6 +213,23 @@ async def _work(services: Any, parallel: int, *, with_pipeline: bool) -> list[di
     return results
 
 
+async def _add_verdicts(pool: Any, results: list[dict[str, Any]]) -> None:
+    """With --wait the pipeline ran to its end: say what it decided for each image."""
+    for r in results:
+        digest = (r["result"] or {}).get("digest")
+        row = await pool.fetchrow(
+            """SELECT s.state, s.reasons FROM mirror_images i
+               JOIN repositories repo ON repo.name = i.repository
+               JOIN image_status s ON s.repository_id = repo.id AND s.digest = i.digest
+               WHERE i.set_name = $1 AND i.entry = $2 AND i.digest = $3""",
+            r["job"]["set"],
+            r["job"]["entry"],
+            digest,
+        )
+        if row is not None:
+            r["image_state"], r["reasons"] = row["state"], list(row["reasons"] or [])
+
+
 def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, services: Any) -> int:
     failed = [r for r in results if r["state"] != "done"]
     if as_json:
@@ -233,10 +252,22 @@ def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, servi
             (res.get("digest") or "")[:19],
             f"{res.get('bytes_fetched', 0) / 1e6:.1f} MB",
             f"{res.get('blobs_fetched', 0)}/{res.get('blobs_reused', 0)}",
-            "[green]copied[/]" if r["state"] == "done" else f"[red]{r['state']}: {r['error']}[/]",
+            _verdict(r),
         )
     console.print(table)
     return 1 if failed else 0
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    if r["state"] != "done":
+        return f"[red]{r['state']}: {r['error']}[/]"
+    image_state = r.get("image_state")
+    if image_state is None:
+        return "[green]copied[/]"
+    if image_state == "admitted":
+        return "[green]admitted[/]"
+    why = "; ".join(r.get("reasons") or [])
+    return f"[yellow]{image_state}[/]" + (f": {why}" if why else "")
 
 
 async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
