@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import pytest
 from registry.cli.main import main
 from registry.cli.output import console
 from tests.rebuild.project import BUSYBOX_FILES, Project
+from tests.support.servers import S3Server, live_registry, registry_config
+from tests.support.tools import run, skopeo
+
+ZOLL = str(Path(sys.executable).parent / "zoll")
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +126,35 @@ def test_failures_are_exit_2_with_the_reason(
     assert out["reason"] == "build-failed"
     assert out["source"]["digest"]["dirHash"]
     assert "missing" in out["log_excerpt"]
+
+
+async def test_rebuilds_an_image_straight_from_a_registry(
+    project: Project,
+    tmp_path: Path,
+    pg_dsn: str,
+    s3_server: S3Server,
+) -> None:
+    """`docker://` targets work as in skopeo: the upstream image is read from a registry."""
+    project.commit({**BUSYBOX_FILES, "Containerfile": CONTAINERFILE})
+    upstream = project.build_upstream(tmp_path / "upstream")
+    config = registry_config(pg_dsn, tmp_path / "data", "filesystem", s3_server)
+    async with live_registry(config) as zoll:
+        await skopeo(
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{tmp_path / 'upstream'}:v1",
+            f"docker://{zoll.host}/example/app:v1",
+        )
+        out = json.loads(
+            await run(  # a process of its own: its stdout holds only its JSON
+                ZOLL,
+                "rebuild",
+                f"docker://{zoll.host}/example/app:v1",
+                "--tls-verify=false",
+                "--recipe",
+                recipe(tmp_path, project),
+                "--json",
+            )
+        )
+    assert out["outcome"] == "reproduced"
+    assert out["upstream"] == str(upstream)

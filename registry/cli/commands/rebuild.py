@@ -3,6 +3,7 @@
     zoll rebuild oci:./layout:v1 --recipe recipe.yaml [--base oci:./bases] [--json]
     zoll rebuild oci:./layout:v1 --source ./checkout      # build a local tree
     zoll rebuild oci:./layout:v1 --provenance prov.json   # recipe from SLSA provenance
+    zoll rebuild docker://zoll.example.org/opendesk/app:1.0 --recipe recipe.yaml
 
 Progress and the build log stream to stderr; the differences are a table (or JSON on
 stdout with --json). Exit codes: 0 reproduced, 1 differs, 2 failed (or unusable input).
@@ -38,36 +39,16 @@ from attest.results import VerificationFailure
 from attest.statements import Verifier
 from registry import __version__
 from registry.cli.output import add_json_flag, console, emit_json
-from registry.oci.reader import ContentNotFound, ContentReader, OCILayoutReader
+from registry.cli.targets import (
+    FORMS,
+    Target,
+    TargetError,
+    add_target_options,
+    target_from_args,
+)
 
 MAX_PROVENANCE_BYTES = 16 << 20
 EXIT = {"reproduced": 0, "differs": 1, "failed": 2}
-
-
-class TargetError(ValueError):
-    """An argument names nothing this command can open."""
-
-
-def open_layout(target: str) -> tuple[ContentReader, str, str]:
-    """`oci:<dir>[:tag|@digest]` → reader, tag or digest, and a name for the subject.
-
-    The one place this command parses image references (registry/cli/targets.py did not
-    exist when it was written; switch to it when it does).
-    """
-    if not target.startswith("oci:"):
-        raise TargetError(f"unsupported image reference {target!r}: use oci:<layout-dir>[:tag]")
-    rest, reference = target[4:], "latest"
-    if "@" in rest:
-        rest, reference = rest.rsplit("@", 1)
-    else:
-        head, sep, tail = rest.rpartition(":")
-        if sep and head and "/" not in tail:
-            rest, reference = head, tail
-    try:
-        reader = OCILayoutReader(Path(rest))
-    except (ContentNotFound, ValueError, OSError) as exc:
-        raise TargetError(str(exc)) from exc
-    return reader, reference, Path(rest).resolve().name
 
 
 def _provenance(path: Path) -> Statement:
@@ -176,15 +157,18 @@ def _print(result: RebuildResult) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    targets: list[Target] = []
     try:
-        reader, reference, name = open_layout(args.target)
+        targets.append(target_from_args(args.target, args))
+        reader, reference, name = targets[0].reader, targets[0].reference, targets[0].repository
         spec = load_recipe(Path(args.recipe)) if args.recipe else None
         if args.source:
             spec = replace(
                 spec or RecipeSpec(origin="explicit"), source=PathSource(Path(args.source))
             )
         provenance = [_provenance(Path(p)) for p in args.provenance or []]
-        bases = [open_layout(b)[0] for b in args.base or []]
+        targets.extend(target_from_args(b, args) for b in args.base or [])
+        bases = [t.reader for t in targets[1:]]
         if args.output and Path(args.output).exists():
             raise TargetError(f"--output {args.output} already exists")
     except (TargetError, RecipeError) as exc:
@@ -196,9 +180,10 @@ def _run(args: argparse.Namespace) -> int:
         build_timeout=args.timeout, diff=DiffLimits(max_differences=args.max_differences)
     )
     reporter = _ConsoleReporter(show_log=not args.json or args.log)
-    with reporter.status:
-        result = asyncio.run(
-            rebuild(
+
+    async def run() -> RebuildResult:
+        try:
+            return await rebuild(
                 reader,
                 reference,
                 bases=LayoutBases([*bases, reader]),
@@ -210,7 +195,12 @@ def _run(args: argparse.Namespace) -> int:
                 reporter=reporter,
                 local_derived_sources=args.local_sources,
             )
-        )
+        finally:
+            for target in targets:
+                await target.aclose()
+
+    with reporter.status:
+        result = asyncio.run(run())
     if args.statement and result.upstream is not None:
         statement = result.statement(
             image=args.name or name, rebuilder=Verifier("zoll:cli", {"zoll": __version__})
@@ -229,7 +219,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="rebuild an image from its source and compare it bit for bit",
         description="Exit status: 0 reproduced, 1 the rebuild differs, 2 the rebuild failed.",
     )
-    parser.add_argument("target", help="the upstream image: oci:<layout-dir>[:tag|@digest]")
+    parser.add_argument("target", help=f"the upstream image: {FORMS}")
+    add_target_options(parser)
     parser.add_argument("--recipe", metavar="FILE", help="rebuild recipe (YAML)")
     parser.add_argument("--source", metavar="DIR", help="build this local tree (overrides source)")
     parser.add_argument(
@@ -241,8 +232,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--base",
         action="append",
-        metavar="oci:DIR",
-        help="OCI layout holding base images by digest (repeatable; the target is searched too)",
+        metavar="IMAGE",
+        help="oci:DIR or docker://host/repository holding base images by digest (repeatable; "
+        "the target is searched too)",
     )
     parser.add_argument("--output", metavar="DIR", help="keep the rebuilt image as an OCI layout")
     parser.add_argument("--platform", help="platform to rebuild from an index (os/arch)")
