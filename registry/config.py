@@ -125,10 +125,11 @@ class NamespaceRule(_Section):
     )
     fail_on: Literal["critical", "high", "medium", "low"] = "high"
     waive: list[str] = Field(default_factory=list, description="criterion ids not to enforce")
-    rebuild: Literal["off", "attempt", "require"] = Field(
+    rebuild: Literal["off", "attempt", "require", "prefer"] = Field(
         "off",
-        description="rebuild images from source: attempt (report) or require (admission "
-        "needs a bit-for-bit reproduction)",
+        description="rebuild images from source: attempt (report), require (admission "
+        "needs a bit-for-bit reproduction) or prefer (a rebuild that differs becomes the "
+        "sovereign copy: once admitted, the upstream's tags point at it)",
     )
     catalog: list[Path] = Field(default_factory=list, description="criteria override files")
 

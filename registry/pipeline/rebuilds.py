@@ -4,23 +4,29 @@ Base images come from Zoll itself (any repository holding the pinned digest), so
 work air-gapped. A rebuilt image that differs is kept next to the mirrored one, under the
 tag `sha256-<upstream hex>.rebuilt`, for auditors to compare; the signed rebuild
 statement is attached by the attest stage; `rebuild: require` makes admission depend on a
-reproduction.
+reproduction. `rebuild: prefer` judges a differing rebuild like any image and, once it is
+admitted, points the upstream's tags at it: the "sovereign copy", built by Zoll from the
+declared source.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from attest.rebuild import RecipeSpec, rebuild
 from registry.content import RegistryReader
+from registry.db import manifests as manifest_rows
 from registry.http.state import Registry
 from registry.mirror.jobs import load_set
 from registry.oci.digest import Digest
+from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentReader, OCILayoutReader
 from registry.pipeline import status
+from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
 
 
@@ -43,6 +49,50 @@ class ZollBases:
 
 def rebuilt_tag(upstream: Digest) -> str:
     return f"{upstream.algorithm}-{upstream.encoded}.rebuilt"
+
+
+def upstream_tag(upstream: Digest) -> str:
+    """Keeps the upstream image (evidence) once its tags point at the sovereign copy."""
+    return f"{upstream.algorithm}-{upstream.encoded}.upstream"
+
+
+async def _judge_sovereign_copy(
+    svc: PipelineServices, repo: str, rebuilt: str, upstream: str
+) -> None:
+    """`rebuild: prefer`: the rebuilt image goes through the pipeline itself (verification
+    inherited from the upstream it was rebuilt from; no rebuild of the rebuild)."""
+    from registry.pipeline.stages import enqueue  # stages imports this module lazily too
+
+    origin = {"rebuilt_from": upstream, "rebuilt_at": datetime.now(UTC).isoformat()}
+    await status.update(svc.registry.pool, repo, rebuilt, origin=origin)
+    await enqueue(svc, "verify", repo, rebuilt)
+
+
+async def prefer_sovereign_copy(
+    svc: PipelineServices, repo: str, rebuilt: str, upstream: str
+) -> list[str]:
+    """Point the upstream image's tags at its admitted rebuild; return the tags moved.
+    The upstream image keeps a tag of its own, so it stays as evidence (and out of GC)."""
+    pool = svc.registry.pool
+    tags = [
+        r["name"]
+        for r in await pool.fetch(
+            """SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+               WHERE r.name = $1 AND t.manifest_digest = $2 AND t.name NOT LIKE 'sha256-%'""",
+            repo,
+            upstream,
+        )
+    ]
+    moves = [(upstream, [upstream_tag(Digest.parse(upstream))]), (rebuilt, tags)]
+    for digest, names in moves:
+        stored = await manifest_rows.get(pool, repo, digest, by_digest=True)
+        if stored is None:
+            raise RetryLater(f"{repo}@{digest} is not stored", delay=5)
+        manifest = parse_manifest(stored.content, stored.media_type)
+        missing = await manifest_rows.put(pool, repo, manifest, names)
+        if missing:
+            raise RetryLater(f"{repo}@{digest} lost content: {missing[0].digest}", delay=5)
+    return tags
 
 
 async def _recipe(svc: PipelineServices, row: Any) -> RecipeSpec | None:
@@ -75,7 +125,7 @@ async def run_rebuild(
             scratch=work,
         )
         if result.outcome == "differs" and result.layout is not None and result.upstream:
-            await svc.copier.manifest(
+            copied = await svc.copier.manifest(
                 OCILayoutReader(result.layout),
                 repo,
                 "rebuilt",
@@ -83,6 +133,8 @@ async def run_rebuild(
                 attachments=False,
                 external=False,
             )
+            if svc.config.namespace(repo).rebuild == "prefer":
+                await _judge_sovereign_copy(svc, repo, str(copied.digest), digest)
     statement = None
     if result.upstream is not None:
         statement = result.statement(image=repo, rebuilder=svc.verifier)

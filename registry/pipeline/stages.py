@@ -98,7 +98,11 @@ async def _verify(
     passed = result.passed
     inherited = None
     if not passed and row["kind"] == "image":
-        for parent in await status.parents(pool, repo, digest):
+        # A platform image inherits its signed index's verification; Zoll's own rebuild
+        # (`rebuild: prefer`) the verification of the upstream image it reproduces.
+        sources = await status.parents(pool, repo, digest)
+        rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
+        for parent in [*sources, *([rebuilt_from] if rebuilt_from else [])]:
             parent_row = await status.get(pool, repo, parent)
             if parent_row is not None and parent_row["verification_passed"]:
                 passed, inherited = True, parent
@@ -180,7 +184,8 @@ async def _scan(
     await status.update(
         pool, repo, digest, hardening=report.to_json(), hardening_passed=decision.allowed, sbom=sbom
     )
-    await enqueue(svc, "rebuild" if rule.rebuild != "off" else "attest", repo, digest)
+    rebuilds = rule.rebuild != "off" and not (row["origin"] or {}).get("rebuilt_from")
+    await enqueue(svc, "rebuild" if rebuilds else "attest", repo, digest)
     return ("passed" if decision.allowed else "failed"), {
         "reason": decision.reason,
         "blocking": [r.id for r in decision.blocking],
@@ -369,4 +374,10 @@ async def _admit(
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)
-    return state, {"reasons": reasons}
+    detail: dict[str, Any] = {"reasons": reasons}
+    rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
+    if state == "admitted" and rebuilt_from and rule.rebuild == "prefer":
+        from registry.pipeline.rebuilds import prefer_sovereign_copy
+
+        detail["tags_moved"] = await prefer_sovereign_copy(svc, repo, digest, rebuilt_from)
+    return state, detail

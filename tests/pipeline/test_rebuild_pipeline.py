@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 REBUILD = "https://zoll.dev/attestations/rebuild/v1"
 
 
-async def mirror_and_judge(pg_dsn: str, tmp_path: Path, layout: Path, repo: Path) -> Any:
+async def mirror_and_judge(
+    pg_dsn: str, tmp_path: Path, layout: Path, repo: Path, rebuild: str = "require"
+) -> Any:
     config = registry_config(
         pg_dsn,
         tmp_path / "data",
@@ -34,7 +36,7 @@ async def mirror_and_judge(pg_dsn: str, tmp_path: Path, layout: Path, repo: Path
         namespaces=[
             {
                 "prefix": "opendesk/",
-                "rebuild": "require",
+                "rebuild": rebuild,
                 "admission": "enforce",
                 "require_verification": False,
                 "fail_on": "critical",
@@ -119,3 +121,46 @@ async def test_nondeterministic_image_stays_out_and_the_diff_names_the_file(
     assert "/build-time" in json.dumps(rebuilt["result"]["diff"])
     assert f"sha256-{upstream.split(':')[1]}.rebuilt" in tags  # kept next to the mirrored one
     assert any(a["predicate_type"] == REBUILD for a in attestations["attestations"])
+
+
+async def test_prefer_makes_a_differing_rebuild_the_sovereign_copy(
+    pg_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """`rebuild: prefer`: Zoll's own build of the declared source is judged like any image
+    and, once admitted, the tag clients pull points at it; the upstream stays as evidence."""
+    project = Project(tmp_path / "project", Builder(tmp_path / "vendor"))
+    project.commit(
+        {**APP, "Containerfile": APP["Containerfile"] + "RUN date +%s%N > /build-time\n"}
+    )
+    upstream = str(project.build_upstream(tmp_path / "upstream"))
+    hex_ = upstream.split(":")[1]
+    config, mirror_set = await mirror_and_judge(
+        pg_dsn, tmp_path, tmp_path / "upstream", project.repo, rebuild="prefer"
+    )
+    async with live_registry(config) as zoll:
+        await apply_set(zoll.registry.pool, mirror_set, "test")
+        await queue_entry(zoll.services, "vendor", "app")
+        counts = await drain(PipelineRunner(zoll.services), timeout=600)
+        assert not any(s.get("failed") for s in counts.values()), counts
+        digests = {}
+        for tag in ("v1", f"sha256-{hex_}.rebuilt", f"sha256-{hex_}.upstream"):
+            async with http.head(f"{zoll.url}/v2/opendesk/app/manifests/{tag}") as r:
+                assert r.status == 200, (tag, r.status)
+                digests[tag] = r.headers["Docker-Content-Digest"]
+        rebuilt = digests[f"sha256-{hex_}.rebuilt"]
+        assert rebuilt != upstream
+        assert digests["v1"] == rebuilt  # what clients pull is Zoll's build
+        assert digests[f"sha256-{hex_}.upstream"] == upstream  # the original is kept
+        rebuilt_state = await status_of(http, zoll.url, rebuilt)
+        assert rebuilt_state["state"] == "admitted", rebuilt_state["reasons"]
+        assert rebuilt_state["origin"]["rebuilt_from"] == upstream
+        admit = [e for e in rebuilt_state["events"] if e["stage"] == "admit"]
+        assert admit and admit[-1]["detail"]["tags_moved"] == ["v1"]
+        upstream_state = await status_of(http, zoll.url, upstream)
+        assert upstream_state["state"] == "admitted"  # prefer does not require reproduction
+        async with http.get(f"{zoll.url}/api/v1/images/opendesk/app@{rebuilt}/attestations") as r:
+            kinds = {a["predicate_type"] for a in (await r.json())["attestations"]}
+        assert "https://slsa.dev/verification_summary/v1" in kinds
+        async with http.get(f"{zoll.url}/api/v1/audit?action=tag.move") as r:
+            moves = (await r.json())["events"]
+        assert any(m["target"] == "v1" and m["detail"]["to"] == rebuilt for m in moves), moves
