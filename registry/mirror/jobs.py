@@ -170,6 +170,10 @@ async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
         "mirrored_at": datetime.now(UTC).isoformat(),
     }
     await status.update(pool, entry.target, str(result.digest), origin=origin)
+    if svc.config.namespace(entry.target).rebuild == "prefer":
+        from registry.pipeline.rebuilds import keep_sovereign_copy  # loads the rebuild library
+
+        await keep_sovereign_copy(svc, entry.target, str(result.digest))
     await pool.execute(
         """INSERT INTO mirror_images (set_name, entry, source, reference, repository, digest,
                bytes_fetched, blobs_fetched, blobs_reused)

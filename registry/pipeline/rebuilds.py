@@ -145,3 +145,18 @@ async def run_rebuild(
         detail["reason"] = str(result.reason)
         detail["message"] = result.message
     return result.outcome, detail
+
+
+async def keep_sovereign_copy(svc: PipelineServices, repo: str, upstream: str) -> list[str]:
+    """A mirror run re-points the upstream's tags at the upstream image; where an admitted
+    rebuild of that very image exists, they go back to it at once (returns tags moved)."""
+    rebuilt = await svc.registry.pool.fetchval(
+        """SELECT s.digest FROM image_status s JOIN repositories r ON r.id = s.repository_id
+           WHERE r.name = $1 AND s.origin->>'rebuilt_from' = $2 AND s.state = 'admitted'
+           ORDER BY s.updated_at DESC LIMIT 1""",
+        repo,
+        upstream,
+    )
+    if rebuilt is None:
+        return []
+    return await prefer_sovereign_copy(svc, repo, rebuilt, upstream)

@@ -161,6 +161,12 @@ async def test_prefer_makes_a_differing_rebuild_the_sovereign_copy(
         async with http.get(f"{zoll.url}/api/v1/images/opendesk/app@{rebuilt}/attestations") as r:
             kinds = {a["predicate_type"] for a in (await r.json())["attestations"]}
         assert "https://slsa.dev/verification_summary/v1" in kinds
+        # The next scheduled mirror run copies the same upstream again: the tag stays on
+        # the sovereign copy.
+        await queue_entry(zoll.services, "vendor", "app")
+        await drain(PipelineRunner(zoll.services), timeout=600)
+        async with http.head(f"{zoll.url}/v2/opendesk/app/manifests/v1") as r:
+            assert r.headers["Docker-Content-Digest"] == rebuilt
         async with http.get(f"{zoll.url}/api/v1/audit?action=tag.move") as r:
             moves = (await r.json())["events"]
         assert any(m["target"] == "v1" and m["detail"]["to"] == rebuilt for m in moves), moves
