@@ -181,11 +181,26 @@ def _replay_layer(state: _State, cached: CachedLayer, info: LayerInfo) -> None:
 async def _read_layer(
     reader: ContentReader, state: _State, desc: Descriptor, info: LayerInfo, diff_id: str | None
 ) -> None:
-    if state.cache is not None:
-        cached = state.cache.get(_cache_key(desc, diff_id, state.limits))
+    cache, key = state.cache, _cache_key(desc, diff_id, state.limits)
+    while cache is not None:
+        cached = cache.get(key)
         if cached is not None:
             await asyncio.to_thread(_replay_layer, state, cached, info)
             return
+        reading = cache.claim(key)
+        if reading is None:
+            break  # this analysis reads the layer; the others wait for its cache entry
+        await asyncio.shield(reading)  # then look again (a layer too big to cache is read)
+    try:
+        await _stream_layer(reader, state, desc, info, diff_id)
+    finally:
+        if cache is not None:
+            cache.release(key)
+
+
+async def _stream_layer(
+    reader: ContentReader, state: _State, desc: Descriptor, info: LayerInfo, diff_id: str | None
+) -> None:
     loop = asyncio.get_running_loop()
     pipe = BlobPipe(loop)
     stream = reader.open_blob(desc.digest)

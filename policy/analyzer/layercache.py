@@ -15,6 +15,7 @@ Thread-safe (layers are processed in worker threads).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class LayerCache:
         self._layers: OrderedDict[str, CachedLayer] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+        self._reading: dict[str, asyncio.Future[None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -56,6 +58,23 @@ class LayerCache:
             self._layers.move_to_end(key)
             self.hits += 1
             return layer
+
+    def claim(self, key: str) -> asyncio.Future[None] | None:
+        """None: the caller reads the layer now (and must `release` it). Otherwise a future
+        that is done once the current reader has finished: images sharing a base layer and
+        judged at the same time read it once, not once each."""
+        with self._lock:
+            reading = self._reading.get(key)
+            if reading is not None:
+                return reading
+            self._reading[key] = asyncio.get_running_loop().create_future()
+            return None
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            reading = self._reading.pop(key, None)
+        if reading is not None and not reading.done():
+            reading.set_result(None)
 
     def put(self, key: str, layer: CachedLayer) -> None:
         size = len(layer.entries)

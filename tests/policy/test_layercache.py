@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from policy.analyzer import LayerCache, analyze_image
 from registry.oci.digest import Digest
-from registry.oci.reader import OCILayoutReader
+from registry.oci.reader import FetchedManifest, OCILayoutReader
 from tests.support.buildah import BUSYBOX_BASE, Builder
 from tests.support.tools import layout_index
 
@@ -100,3 +102,36 @@ async def test_many_images_analysed_at_once_never_starve_their_own_reads(
         timeout=120,
     )
     assert [_comparable(r.to_json()) for r in results[1::2]] == [expected] * (many // 2)
+
+
+class CountingReader:
+    """An OCI layout reader that counts how often each blob is streamed."""
+
+    def __init__(self, inner: OCILayoutReader) -> None:
+        self.inner = inner
+        self.opened: Counter[str] = Counter()
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        return await self.inner.get_manifest(reference)
+
+    async def read_blob(self, digest: Digest, max_bytes: int) -> bytes:
+        return await self.inner.read_blob(digest, max_bytes)
+
+    def open_blob(self, digest: Digest) -> AsyncIterator[bytes]:
+        self.opened[str(digest)] += 1
+        return self.inner.open_blob(digest)
+
+
+async def test_images_judged_together_read_each_shared_layer_once(
+    images: tuple[OCILayoutReader, Digest, Digest],
+) -> None:
+    layout, a, b = images
+    expected = {d: _comparable((await analyze_image(layout, d)).to_json()) for d in (a, b)}
+    reader = CountingReader(layout)
+    cache = LayerCache()
+    wanted = [a, b] * 6
+    results = await asyncio.gather(*(analyze_image(reader, d, cache=cache) for d in wanted))
+    assert [_comparable(r.to_json()) for r in results] == [expected[d] for d in wanted]
+    layers = {layer["digest"] for r in results for layer in r.to_json()["layers"]}
+    assert reader.opened and set(reader.opened) == layers
+    assert all(n == 1 for n in reader.opened.values()), reader.opened
