@@ -150,6 +150,12 @@ class PullThroughRule(_Section):
     upstream: str = Field(..., description='registry host, e.g. "docker.io" or "ghcr.io"')
     insecure: bool = Field(False, description="plain HTTP upstream (loopback tests only)")
     credentials: UpstreamCredentials | None = None
+    tag_ttl: float = Field(
+        300,
+        ge=0,
+        description="seconds a cached tag is served before the upstream is asked (HEAD) "
+        "whether it moved; 0: on every pull. An unreachable upstream serves the cached tag",
+    )
 
 
 class PipelineConfig(_Section):

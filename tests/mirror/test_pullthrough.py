@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.oci_client.faults import FaultProxy
+from tests.oci_client.faults import Fault, FaultProxy
 from tests.oci_client.upstream import running_distribution
 from tests.support.buildah import BUSYBOX_BASE, Builder
 from tests.support.servers import live_registry, registry_config
@@ -113,3 +113,58 @@ async def test_pull_through_into_an_enforced_namespace_waits_for_admission(
                 body = await r.json()
             assert body["errors"][0]["code"] == "DENIED"
             assert body["errors"][0]["detail"]["state"] == "quarantined"
+
+
+async def test_a_moved_upstream_tag_is_followed_and_a_dead_upstream_serves_the_cache(
+    pg_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Past `tag_ttl` a pull asks the upstream (HEAD) where the tag points now: a moved tag
+    brings the new image; an upstream that errors leaves the cached image served."""
+    builder = Builder(tmp_path / "buildah")
+    layouts = {}
+    for version in ("one", "two"):
+        image = builder.build(f"pt/{version}", BUSYBOX_BASE + f"RUN echo {version} > /v\n")
+        layouts[version] = builder.push_oci_layout(image, tmp_path / version, "1.0")
+    digests = {v: layout_index(p)["manifests"][0]["digest"] for v, p in layouts.items()}
+    async with running_distribution(tmp_path / "upstream") as upstream:
+
+        async def publish(version: str) -> None:
+            await skopeo(
+                "copy",
+                "--dest-tls-verify=false",
+                f"oci:{layouts[version]}:1.0",
+                f"docker://{upstream.host}/library/app:latest",
+            )
+
+        await publish("one")
+        async with FaultProxy(upstream.url).serving() as proxy:
+            config = registry_config(
+                pg_dsn,
+                tmp_path / "data",
+                "filesystem",
+                None,
+                pull_through=[
+                    {"prefix": "mirror/up/", "upstream": proxy.host, "insecure": True, "tag_ttl": 0}
+                ],
+                namespaces=[{"prefix": "mirror/", "admission": "off"}],
+            )
+            async with live_registry(config) as zoll:
+                url = f"{zoll.url}/v2/mirror/up/library/app/manifests/latest"
+
+                async def pulled() -> str:
+                    async with http.get(url, headers=ACCEPT) as r:
+                        assert r.status == 200, await r.text()
+                        return r.headers["Docker-Content-Digest"]
+
+                assert await pulled() == digests["one"]
+                gets = len(proxy.requests("GET", r"/v2/library/app/.*"))
+                assert await pulled() == digests["one"]  # asked, unchanged: nothing fetched
+                assert len(proxy.requests("GET", r"/v2/library/app/.*")) == gets
+                assert len(proxy.requests("HEAD", r"/v2/library/app/manifests/latest")) == 1
+
+                await publish("two")
+                assert await pulled() == digests["two"]  # the tag moved upstream
+
+                proxy.add(Fault("HEAD", r"/v2/library/app/manifests/latest", times=50, status=503))
+                proxy.add(Fault("GET", r"/v2/library/app/manifests/latest", times=50, status=503))
+                assert await pulled() == digests["two"]  # the upstream is down: cached

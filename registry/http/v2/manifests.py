@@ -55,9 +55,17 @@ async def _load(request: web.Request) -> manifest_rows.StoredManifest:
     name = repo_name(request)
     reference, by_digest = _reference(request)
     stored = await manifest_rows.get(reg.pool, name, reference, by_digest=by_digest)
-    rule = reg.config.pull_through_rule(name) if stored is None else None
-    if rule is not None and await pullthrough.fetch(services_of(request), rule, name, reference):
-        stored = await manifest_rows.get(reg.pool, name, reference, by_digest=by_digest)
+    rule = reg.config.pull_through_rule(name)
+    if rule is not None:
+        svc = services_of(request)
+        if stored is None:
+            fetched = await pullthrough.fetch(svc, rule, name, reference)
+        elif not by_digest and pullthrough.due(rule, name, reference):
+            fetched = await pullthrough.revalidate(svc, rule, name, reference, stored.digest)
+        else:
+            fetched = False
+        if fetched:
+            stored = await manifest_rows.get(reg.pool, name, reference, by_digest=by_digest)
     if stored is None:
         raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, detail={"reference": reference})
     _admission_gate(request, name, stored)
