@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from registry.config import Config
 from tests.oci_client.faults import Fault, FaultProxy
 from tests.oci_client.upstream import running_distribution
 from tests.support.buildah import BUSYBOX_BASE, Builder
@@ -19,6 +20,25 @@ from tests.support.tools import layout_index, skopeo
 
 pytestmark = pytest.mark.slow
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+
+
+def pull_through_config(pg_dsn: str, tmp_path: Path, upstream: str, **rule: object) -> Config:
+    """Zoll caching `upstream` under `mirror/up/`, admission off."""
+    return registry_config(
+        pg_dsn,
+        tmp_path / "data",
+        "filesystem",
+        None,
+        pull_through=[{"prefix": "mirror/up/", "upstream": upstream, "insecure": True, **rule}],
+        namespaces=[{"prefix": "mirror/", "admission": "off"}],
+    )
+
+
+async def pulled(http: aiohttp.ClientSession, url: str) -> str:
+    """The digest a manifest GET answers (which must succeed)."""
+    async with http.get(url, headers=ACCEPT) as r:
+        assert r.status == 200, await r.text()
+        return r.headers["Docker-Content-Digest"]
 
 
 async def test_first_pull_fetches_once_then_serves_locally(
@@ -36,23 +56,10 @@ async def test_first_pull_fetches_once_then_serves_locally(
             f"docker://{upstream.host}/library/app:1.0",
         )
         async with FaultProxy(upstream.url).serving() as proxy:
-            config = registry_config(
-                pg_dsn,
-                tmp_path / "data",
-                "filesystem",
-                None,
-                pull_through=[{"prefix": "mirror/up/", "upstream": proxy.host, "insecure": True}],
-                namespaces=[{"prefix": "mirror/", "admission": "off"}],
-            )
+            config = pull_through_config(pg_dsn, tmp_path, proxy.host)
             async with live_registry(config) as zoll:
                 url = f"{zoll.url}/v2/mirror/up/library/app/manifests/1.0"
-
-                async def pull() -> str:
-                    async with http.get(url, headers=ACCEPT) as r:
-                        assert r.status == 200, await r.text()
-                        return r.headers["Docker-Content-Digest"]
-
-                digests = await asyncio.gather(*(pull() for _ in range(8)))
+                digests = await asyncio.gather(*(pulled(http, url) for _ in range(8)))
                 assert set(digests) == {digest}
                 layers = json.loads(
                     (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
@@ -138,33 +145,21 @@ async def test_a_moved_upstream_tag_is_followed_and_a_dead_upstream_serves_the_c
 
         await publish("one")
         async with FaultProxy(upstream.url).serving() as proxy:
-            config = registry_config(
-                pg_dsn,
-                tmp_path / "data",
-                "filesystem",
-                None,
-                pull_through=[
-                    {"prefix": "mirror/up/", "upstream": proxy.host, "insecure": True, "tag_ttl": 0}
-                ],
-                namespaces=[{"prefix": "mirror/", "admission": "off"}],
-            )
+            config = pull_through_config(pg_dsn, tmp_path, proxy.host, tag_ttl=0)
             async with live_registry(config) as zoll:
                 url = f"{zoll.url}/v2/mirror/up/library/app/manifests/latest"
 
-                async def pulled() -> str:
-                    async with http.get(url, headers=ACCEPT) as r:
-                        assert r.status == 200, await r.text()
-                        return r.headers["Docker-Content-Digest"]
-
-                assert await pulled() == digests["one"]
+                assert await pulled(http, url) == digests["one"]
                 gets = len(proxy.requests("GET", r"/v2/library/app/.*"))
-                assert await pulled() == digests["one"]  # asked, unchanged: nothing fetched
+                assert (
+                    await pulled(http, url) == digests["one"]
+                )  # asked, unchanged: nothing fetched
                 assert len(proxy.requests("GET", r"/v2/library/app/.*")) == gets
                 assert len(proxy.requests("HEAD", r"/v2/library/app/manifests/latest")) == 1
 
                 await publish("two")
-                assert await pulled() == digests["two"]  # the tag moved upstream
+                assert await pulled(http, url) == digests["two"]  # the tag moved upstream
 
                 proxy.add(Fault("HEAD", r"/v2/library/app/manifests/latest", times=50, status=503))
                 proxy.add(Fault("GET", r"/v2/library/app/manifests/latest", times=50, status=503))
-                assert await pulled() == digests["two"]  # the upstream is down: cached
+                assert await pulled(http, url) == digests["two"]  # the upstream is down: cached
