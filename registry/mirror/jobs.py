@@ -15,47 +15,11 @@ from typing import Any
 import asyncpg
 
 from registry.mirror.sets import MirrorEntry, MirrorSet
+from registry.mirror.store import entry_job, load_set
 from registry.pipeline import status
 from registry.pipeline.jobs import Job, Permanent
 from registry.pipeline.runner import job_handler, periodic
 from registry.pipeline.services import PipelineServices
-
-
-async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> list[str]:
-    """Store a mirror set (replacing the earlier version) and make every entry due now."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO mirror_sets (name, document, sha256) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET document = EXCLUDED.document,
-                   sha256 = EXCLUDED.sha256, applied_at = now()""",
-            mirror_set.name,
-            mirror_set.model_dump(mode="json"),
-            sha256,
-        )
-        names = [m.name for m in mirror_set.mirrors]
-        await conn.execute(
-            "DELETE FROM mirror_entries WHERE set_name = $1 AND NOT (name = ANY($2::text[]))",
-            mirror_set.name,
-            names,
-        )
-        await conn.executemany(
-            """INSERT INTO mirror_entries (set_name, name) VALUES ($1, $2)
-               ON CONFLICT (set_name, name) DO UPDATE SET next_run_at = now()""",
-            [(mirror_set.name, n) for n in names],
-        )
-    return names
-
-
-async def load_set(pool: asyncpg.Pool, name: str) -> MirrorSet:
-    document = await pool.fetchval("SELECT document FROM mirror_sets WHERE name = $1", name)
-    if document is None:
-        raise KeyError(f"no mirror set {name!r}")
-    return MirrorSet.model_validate(document)
-
-
-def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
-    """(kind, key, payload) of the job that resolves one mirror entry."""
-    return "mirror-entry", f"mirror-entry:{set_name}/{entry}", {"set": set_name, "entry": entry}
 
 
 async def queue_entry(svc: PipelineServices, set_name: str, entry: str) -> int | None:

@@ -21,7 +21,7 @@ from attest.rebuild import RecipeSpec, rebuild
 from registry.content import RegistryReader
 from registry.db import manifests as manifest_rows
 from registry.http.state import Registry
-from registry.mirror.jobs import load_set
+from registry.mirror.store import load_set
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentReader, OCILayoutReader

@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from attest.keys import PrivateKey
-from registry.mirror.jobs import apply_set, queue_entry
+from registry.mirror.jobs import queue_entry
 from registry.mirror.sets import MirrorSet
+from registry.mirror.store import apply_set
 from registry.oci.digest import Digest
 from registry.pipeline.runner import PipelineRunner
 from tests.attest_verify.cosign_writer import CosignWriter

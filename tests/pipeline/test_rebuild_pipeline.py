@@ -12,8 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from registry.mirror.jobs import apply_set, queue_entry
+from registry.mirror.jobs import queue_entry
 from registry.mirror.sets import MirrorSet
+from registry.mirror.store import apply_set
 from registry.pipeline.runner import PipelineRunner
 from tests.rebuild.project import Project
 from tests.rebuild.test_rebuild import APP

@@ -94,7 +94,8 @@ async def _main(args: argparse.Namespace) -> int:
     mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
     config = cli_config(args)
     from registry.mirror.copy import Copier
-    from registry.mirror.jobs import apply_set, queue_entry
+    from registry.mirror.jobs import queue_entry
+    from registry.mirror.store import apply_set
     from registry.pipeline.services import PipelineServices
     from registry.service import close_registry, open_registry
 
@@ -138,7 +139,7 @@ async def _main(args: argparse.Namespace) -> int:
 async def _bookkeeping(args: argparse.Namespace) -> int:
     """`apply` (queue only) and `status`: work for the service, done in the database."""
     from registry.db.pool import create_pool
-    from registry.mirror.jobs import apply_set, entry_job
+    from registry.mirror.store import apply_set, entry_job
 
     mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
     pool = await create_pool(resolve_dsn(args), min_size=1, max_size=2)
