@@ -13,6 +13,7 @@ admitted when all of them are.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from attest.statements import (
     vsa,
 )
 from attest.tlog.entries import admission_record
+from attest.tlog.ledger import LoggedAttestation
 from attest.verify import verify_image
 from policy import analyze_image, build_sbom, decide, evaluate
 from policy.catalog import severity_rank
@@ -254,12 +256,10 @@ def _hardening(
 
 
 async def _attach(
-    svc: PipelineServices, repo: str, digest: Digest, statement_: dict[str, Any]
+    svc: PipelineServices, repo: str, digest: Digest, logged: LoggedAttestation
 ) -> int:
-    """Sign, record and log a statement, then attach it to the image both ways."""
-    logged = await svc.ledger.sign_and_log(
-        statement_, svc.keyring.signer, subject=digest, repository=repo
-    )
+    """Attach a signed and logged statement to the image both ways (one at a time: the
+    cosign `.att` manifest is read, extended and written again)."""
     envelope = logged.attestation.envelope
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
     assert image is not None
@@ -301,20 +301,24 @@ async def _attest(
 ) -> tuple[str, dict[str, Any]]:
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
-    indexes: dict[str, int] = {}
-    indexes["vsa"] = await _attach(
-        svc, repo, subject_digest, _vsa(svc, repo, subject_digest, row, now)
-    )
+    statements: dict[str, dict[str, Any]] = {"vsa": _vsa(svc, repo, subject_digest, row, now)}
     if row["kind"] == "image" and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
-        indexes["hardening"] = await _attach(
-            svc, repo, subject_digest, _hardening(svc, repo, subject_digest, report, now)
-        )
+        statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
     if row["sbom"]:
-        sbom_statement = statement([subject(repo, subject_digest)], CYCLONEDX_BOM, row["sbom"])
-        indexes["sbom"] = await _attach(svc, repo, subject_digest, sbom_statement)
+        statements["sbom"] = statement([subject(repo, subject_digest)], CYCLONEDX_BOM, row["sbom"])
     if row["rebuild"] and row["rebuild"].get("statement"):
-        indexes["rebuild"] = await _attach(svc, repo, subject_digest, row["rebuild"]["statement"])
+        statements["rebuild"] = row["rebuild"]["statement"]
+    # Signed and logged together: the log's group commit takes them in one transaction.
+    logged = await asyncio.gather(
+        *(
+            svc.ledger.sign_and_log(s, svc.keyring.signer, subject=subject_digest, repository=repo)
+            for s in statements.values()
+        )
+    )
+    indexes: dict[str, int] = {}
+    for name, entry in zip(statements, logged, strict=True):
+        indexes[name] = await _attach(svc, repo, subject_digest, entry)
     await enqueue(svc, "admit", repo, digest)
     return "signed", {"log_indexes": indexes}
 
