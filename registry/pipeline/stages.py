@@ -14,6 +14,7 @@ admitted when all of them are.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,34 +257,36 @@ def _hardening(
 
 
 async def _attach(
-    svc: PipelineServices, repo: str, digest: Digest, logged: LoggedAttestation
-) -> int:
-    """Attach a signed and logged statement to the image both ways (one at a time: the
-    cosign `.att` manifest is read, extended and written again)."""
-    envelope = logged.attestation.envelope
+    svc: PipelineServices, repo: str, digest: Digest, logged: Sequence[LoggedAttestation]
+) -> list[int]:
+    """Attach signed and logged statements to the image both ways, in order: each extends
+    the cosign `.att` manifest the one before it wrote. Returns their log indexes."""
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
     assert image is not None
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
-    reader = RegistryReader(svc.registry, repo)
     try:
-        existing: bytes | None = (await reader.get_manifest(cosign_tag(digest))).raw
+        existing: bytes | None = (
+            await RegistryReader(svc.registry, repo).get_manifest(cosign_tag(digest))
+        ).raw
     except ContentNotFound:
         existing = None
-    artifacts = attestation_artifacts(
-        envelope,
-        subject_desc,
-        svc.keyring.signer.public,
-        existing_att=existing,
-        log_entry=logged.entry,
-    )
-    for push in (artifacts.referrer, artifacts.cosign):
-        for blob in push.blobs:
-            await store_blob(svc.registry, repo, blob.data)
-        tags = [push.tag] if push.tag else []
-        await store_manifest(
-            svc.registry, repo, parse_manifest(push.raw, push.media_type), tags, external=False
+    for item in logged:
+        artifacts = attestation_artifacts(
+            item.attestation.envelope,
+            subject_desc,
+            svc.keyring.signer.public,
+            existing_att=existing,
+            log_entry=item.entry,
         )
-    return logged.entry.index
+        for push in (artifacts.referrer, artifacts.cosign):
+            for blob in push.blobs:
+                await store_blob(svc.registry, repo, blob.data)
+            tags = [push.tag] if push.tag else []
+            await store_manifest(
+                svc.registry, repo, parse_manifest(push.raw, push.media_type), tags, external=False
+            )
+        existing = artifacts.cosign.raw
+    return [item.entry.index for item in logged]
 
 
 async def _rebuild(
@@ -316,9 +319,8 @@ async def _attest(
             for s in statements.values()
         )
     )
-    indexes: dict[str, int] = {}
-    for name, entry in zip(statements, logged, strict=True):
-        indexes[name] = await _attach(svc, repo, subject_digest, entry)
+    attached = await _attach(svc, repo, subject_digest, logged)
+    indexes = dict(zip(statements, attached, strict=True))
     await enqueue(svc, "admit", repo, digest)
     return "signed", {"log_indexes": indexes}
 
