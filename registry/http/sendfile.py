@@ -13,26 +13,17 @@ import asyncio
 import os
 import select
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from registry.oci.consumers import ProcessThreadPool
+
 STALL_SECONDS = 60.0
 """A client that takes no byte for this long is dropped (as distribution's write timeout)."""
 
-_POOL_LOCK = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    """One small pool per process, created on first use (after the worker fork)."""
-    global _pool
-    with _POOL_LOCK:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sendfile")
-        return _pool
+_SENDERS = ProcessThreadPool(32, "sendfile")
 
 
 def send_range(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event) -> int:
@@ -88,7 +79,7 @@ class SendfileResponse(web.FileResponse):
         loop = asyncio.get_running_loop()
         try:
             sent = await loop.run_in_executor(
-                _executor(), send_range, sock.fileno(), fobj.fileno(), offset, count, stop
+                _SENDERS.get(), send_range, sock.fileno(), fobj.fileno(), offset, count, stop
             )
         finally:
             stop.set()  # a cancelled request ends the thread within a second

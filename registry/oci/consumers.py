@@ -21,23 +21,30 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_owner = 0
+
+class ProcessThreadPool:
+    """A thread pool made on first use in each process: a forked worker never inherits
+    its parent's (dead) threads. Shared with other blocking work that must not queue
+    behind the loop's default executor (registry/http/sendfile.py)."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self.max_workers, self.name = max_workers, name
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._owner = 0
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._owner != os.getpid():
+                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.name)
+                self._owner = os.getpid()
+            return self._pool
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _owner
-    with _lock:
-        if _pool is None or _owner != os.getpid():  # a forked worker starts a fresh pool
-            _pool = ThreadPoolExecutor(
-                max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="oci-consumer"
-            )
-            _owner = os.getpid()
-        return _pool
+_CONSUMERS = ProcessThreadPool(max(4, os.cpu_count() or 1), "oci-consumer")
 
 
 async def run_consumer(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run `fn`, which may block on chunks the running loop produces, off the loop."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(_CONSUMERS.get(), functools.partial(fn, *args, **kwargs))
