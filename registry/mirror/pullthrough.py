@@ -14,10 +14,9 @@ process last learned is kept in memory, per process.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -41,7 +40,9 @@ async def fetch(
     svc: PipelineServices, rule: PullThroughRule, repository: str, reference: str
 ) -> bool:
     """Copy `repository:reference` from upstream; False if the upstream has no such image."""
-    return await _once("fetch", repository, reference, _fetch(svc, rule, repository, reference))
+    return await _once(
+        ("fetch", repository, reference), lambda: _fetch(svc, rule, repository, reference)
+    )
 
 
 def due(rule: PullThroughRule, repository: str, tag: str) -> bool:
@@ -56,21 +57,20 @@ async def revalidate(
     """Ask the upstream where `tag` points now; fetch the image if it moved. True when the
     tag was moved here; False when it stands (or the upstream cannot say: then the cached
     image is served, as a cache should when its origin is down)."""
-    return await _once("check", repository, tag, _revalidate(svc, rule, repository, tag, known))
+    return await _once(
+        ("check", repository, tag), lambda: _revalidate(svc, rule, repository, tag, known)
+    )
 
 
-async def _once(kind: str, repository: str, reference: str, work: Awaitable[bool]) -> bool:
+async def _once(key: tuple[str, str, str], work: Callable[[], Awaitable[bool]]) -> bool:
     """Concurrent pulls of the same reference share one upstream round trip."""
-    key = (kind, repository, reference)
     pending = _INFLIGHT.get(key)
     if pending is not None:
-        if inspect.iscoroutine(work):
-            work.close()  # not needed: another request is doing it
         return await asyncio.shield(pending)
     future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     _INFLIGHT[key] = future
     try:
-        found = await work
+        found = await work()
         future.set_result(found)
         return found
     except BaseException as exc:
@@ -93,19 +93,17 @@ async def _revalidate(
 ) -> bool:
     source = f"{rule.upstream}/{repository[len(rule.prefix) :]}"
     reader = svc.upstreams.open(source, insecure=rule.insecure, credentials=rule.credentials)
+    _remember(repository, tag)  # whatever the answer, the next `tag_ttl` pulls do not ask
     try:
         if isinstance(reader, RemoteReader):
             current = (await reader.repository.resolve(tag)).digest  # HEAD
         else:
             current = (await reader.get_manifest(tag)).digest
     except ContentNotFound:
-        _remember(repository, tag)  # gone upstream: keep serving what was pulled
-        return False
+        return False  # gone upstream: keep serving what was pulled
     except Exception as exc:  # unreachable, 5xx, auth: serve the cached tag
         log.warning("upstream not asked", source=source, tag=tag, error=str(exc))
-        _remember(repository, tag)
         return False
-    _remember(repository, tag)
     if current == known:
         return False
     log.info("upstream tag moved", source=source, tag=tag, cached=str(known), now=str(current))
