@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,54 +13,11 @@ import pytest
 
 from tests.auth.conftest import basic
 from tests.support.buildah import BUSYBOX_BASE, Builder
+from tests.support.served import ZOLL, Served
 from tests.support.tools import layout_index, run, skopeo
 
 pytestmark = pytest.mark.slow
-ZOLL = str(Path(sys.executable).parent / "zoll")
-
-
-class Served:
-    def __init__(self, data_dir: Path) -> None:
-        env = {**os.environ, "ZOLL_LOG__FORMAT": "json"}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.proc = subprocess.Popen(
-            [
-                ZOLL,
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                "0",
-                "--workers",
-                "2",
-                "--storage",
-                "filesystem",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-        )
-        self.output: list[str] = []
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            match = re.search(r"serving on http://([\d.]+:\d+)", line)
-            if match:
-                self.host = match.group(1)
-                return
-        raise AssertionError("zoll serve exited:\n" + "".join(self.output))
-
-    def admin_password(self) -> str | None:
-        for line in self.output:
-            match = re.search(r"password: (\S+)", line)
-            if match:
-                return match.group(1)
-        return None
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+SERVE_ARGS = ("--workers", "2", "--storage", "filesystem")
 
 
 async def zoll(data_dir: Path, *args: str) -> str:
@@ -78,7 +30,7 @@ async def test_first_start_admin_workers_and_cli(tmp_path: Path) -> None:
     image = builder.build("serve-auth/app", BUSYBOX_BASE + "RUN echo hi > /hi.txt\n")
     layout = builder.push_oci_layout(image, tmp_path / "layout", "1.0")
 
-    served = await asyncio.to_thread(Served, data_dir)
+    served = await asyncio.to_thread(Served, data_dir, *SERVE_ARGS)
     try:
         password = served.admin_password()
         assert password is not None and len(password) >= 40, "".join(served.output)
@@ -135,7 +87,7 @@ async def test_first_start_admin_workers_and_cli(tmp_path: Path) -> None:
     finally:
         assert await asyncio.to_thread(served.stop) == 0
 
-    again = await asyncio.to_thread(Served, data_dir)
+    again = await asyncio.to_thread(Served, data_dir, *SERVE_ARGS)
     try:
         assert again.admin_password() is None  # only the first start creates it
         raw = await skopeo(

@@ -8,9 +8,7 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,41 +16,11 @@ import aiohttp
 import pytest
 
 from tests.support.buildah import BUSYBOX_BASE, Builder
+from tests.support.served import ZOLL, Served
 from tests.support.tools import layout_index, run, skopeo
 
 pytestmark = pytest.mark.slow
-ZOLL = str(Path(sys.executable).parent / "zoll")
-
-
-class Served:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        env = {
-            **os.environ,
-            "ZOLL_LOG__FORMAT": "json",
-            "ZOLL_AUTH__ENABLED": "false",
-            **(env or {}),
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.proc = subprocess.Popen(
-            [ZOLL, "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-        )
-        self.output: list[str] = []
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            match = re.search(r"serving on http://([\d.]+:\d+)", line)
-            if match:
-                self.host = match.group(1)
-                return
-        raise AssertionError("zoll serve exited:\n" + "".join(self.output))
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+NO_AUTH = {"ZOLL_AUTH__ENABLED": "false"}
 
 
 @pytest.fixture
@@ -68,7 +36,7 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
     layout = builder.push_oci_layout(image, tmp_path / "layout", "1.0")
     digest = layout_index(layout)["manifests"][0]["digest"]
 
-    served = await asyncio.to_thread(Served, data_dir, "--workers", "2")
+    served = await asyncio.to_thread(Served, data_dir, "--workers", "2", env=NO_AUTH)
     try:
         ref = f"docker://{served.host}/demo/app:1.0"
         await skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:1.0", ref)
@@ -101,7 +69,7 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
     assert leftovers.strip() == "", "embedded PostgreSQL or SeaweedFS still running"
     assert (data_dir / "seaweedfs" / "s3-credentials.json").stat().st_mode & 0o077 == 0
 
-    served = await asyncio.to_thread(Served, data_dir)
+    served = await asyncio.to_thread(Served, data_dir, env=NO_AUTH)
     try:
         raw = await skopeo(
             "inspect", "--raw", "--tls-verify=false", f"docker://{served.host}/demo/app:1.0"
@@ -143,7 +111,7 @@ async def test_serve_filesystem_pulls_whole_ranged_and_survives_dropped_clients(
     the bytes, a Range, and a client that hangs up mid-body must all come out right."""
     blob = os.urandom(24 * 1024 * 1024 + 17)
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    served = await asyncio.to_thread(Served, data_dir, "--storage", "filesystem")
+    served = await asyncio.to_thread(Served, data_dir, "--storage", "filesystem", env=NO_AUTH)
     base = f"http://{served.host}/v2/pulls/app/blobs"
     try:
         async with aiohttp.ClientSession(auto_decompress=False) as http:

@@ -1,0 +1,47 @@
+"""`zoll serve` run as an operator runs it: a real process on a free port, stopped with
+SIGTERM; its start-up output is kept (the first start prints the admin password)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ZOLL = str(Path(sys.executable).parent / "zoll")
+
+
+class Served:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        environ = {**os.environ, "ZOLL_LOG__FORMAT": "json", **(env or {})}
+        environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.proc = subprocess.Popen(
+            [ZOLL, "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            text=True,
+        )
+        self.output: list[str] = []
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            match = re.search(r"serving on http://([\d.]+:\d+)", line)
+            if match:
+                self.host = match.group(1)
+                return
+        raise AssertionError("zoll serve exited:\n" + "".join(self.output))
+
+    def admin_password(self) -> str | None:
+        """The password the first start printed for `admin`, if it printed one."""
+        for line in self.output:
+            match = re.search(r"password: (\S+)", line)
+            if match:
+                return match.group(1)
+        return None
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
