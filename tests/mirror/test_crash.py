@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,12 +18,11 @@ import pytest
 import yaml
 
 from registry.embedded.postgres import running_dsn
-from tests.registry.test_serve import Served
 from tests.support.buildah import BUSYBOX_BASE, Builder
+from tests.support.served import ZOLL, Served
 from tests.support.tools import layout_blob, layout_index, run
 
 pytestmark = pytest.mark.slow
-ZOLL = str(Path(sys.executable).parent / "zoll")
 IMAGES = 4
 
 
@@ -80,7 +78,7 @@ async def test_killed_mirror_run_resumes_without_refetching(
             }
         )
     )
-    env = {"ZOLL_PIPELINE__CONCURRENCY": "1"}
+    env = {"ZOLL_PIPELINE__CONCURRENCY": "1", "ZOLL_AUTH__ENABLED": "false"}
     served = await asyncio.to_thread(Served, data_dir, "--storage", "filesystem", env=env)
     dsn = running_dsn(data_dir / "postgres")
     assert dsn is not None
