@@ -33,6 +33,7 @@ import structlog
 from registry import audit
 from registry.db import blobs as blob_rows
 from registry.db import uploads as sessions
+from registry.db.pool import session_lock
 from registry.http.state import Registry
 from registry.metrics import GC_DELETED, GC_RUNS
 from registry.oci.digest import Digest, DigestError
@@ -76,22 +77,22 @@ async def collect(registry: Registry, *, grace: float | None = None) -> GCReport
     """Run one collection; returns a report (skipped=True if another GC holds the lock)."""
     grace = registry.config.gc.grace_period if grace is None else grace
     report = GCReport()
-    async with registry.pool.acquire() as lock_conn:
-        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", GC_LOCK):
+    async with (
+        registry.pool.acquire() as lock_conn,
+        session_lock(lock_conn, GC_LOCK, wait=False) as held,
+    ):
+        if not held:
             report.skipped = True
             return report
-        try:
-            GC_RUNS.inc()
-            report.expired_uploads = await registry.uploads.expire()
-            if registry.config.gc.untagged_manifests:
-                repos = await registry.pool.fetch("SELECT id FROM repositories ORDER BY id")
-                for repo in repos:
-                    report.manifests += await _untagged_manifests(registry.pool, repo["id"], grace)
-            report.links = await _unreferenced_links(registry.pool, grace)
-            report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
-            report.orphaned_objects = await _orphaned_storage(registry, grace)
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock($1)", GC_LOCK)
+        GC_RUNS.inc()
+        report.expired_uploads = await registry.uploads.expire()
+        if registry.config.gc.untagged_manifests:
+            repos = await registry.pool.fetch("SELECT id FROM repositories ORDER BY id")
+            for repo in repos:
+                report.manifests += await _untagged_manifests(registry.pool, repo["id"], grace)
+        report.links = await _unreferenced_links(registry.pool, grace)
+        report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
+        report.orphaned_objects = await _orphaned_storage(registry, grace)
     kinds = ("manifests", "links", "blobs", "orphaned_objects", "expired_uploads")
     for kind in kinds:
         GC_DELETED.labels(kind).inc(getattr(report, kind))

@@ -10,10 +10,11 @@ lock so the fingerprint always describes a consistent state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,22 @@ from policy.vuln.vex import VexDocument, VexStatement, apply_vex, load_vex
 
 _IMPORT_LOCK = 0x5A6F_7600  # "Zov" + 0: serialises vulnerability data imports
 _MAX_REJECTED_KEPT = 100
+
+
+@contextlib.asynccontextmanager
+async def _import_lock(pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """One import at a time across processes. Zoll's pools do not reset connections on
+    release, so a lock that cannot be released (a cancelled import) ends the session."""
+    async with pool.acquire() as conn:
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _IMPORT_LOCK)
+            yield conn
+        finally:
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _IMPORT_LOCK)
+            except BaseException:
+                conn.terminate()
+                raise
 
 
 @dataclass(slots=True)
@@ -199,36 +216,32 @@ async def import_osv(
     total = await asyncio.to_thread(count_entries, path)
     counts = ImportProgress(total=total)
     rejected: list[Rejected] = []
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _IMPORT_LOCK)
+    async with _import_lock(pool) as conn:
+        import_id = await conn.fetchval(
+            "INSERT INTO vuln_imports (kind, source) VALUES ('osv', $1) RETURNING id",
+            str(path),
+        )
+        error: str | None = None
         try:
-            import_id = await conn.fetchval(
-                "INSERT INTO vuln_imports (kind, source) VALUES ('osv', $1) RETURNING id",
-                str(path),
-            )
-            error: str | None = None
-            try:
-                async for batch in batches(path, limits, batch_size):
-                    records = [item for item in batch if isinstance(item, Record)]
-                    for item in batch:
-                        if isinstance(item, Rejected):
-                            counts.rejected += 1
-                            if len(rejected) < _MAX_REJECTED_KEPT:
-                                rejected.append(item)
-                    counts.seen += len(batch)
-                    if records:
-                        await _write_batch(conn, records, import_id, counts)
-                    if progress is not None:
-                        progress(counts)
-            except BaseException as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                # Even an interrupted import may have changed data: the fingerprint must say so.
-                changed = bool(counts.inserted or counts.updated)
-                current = await _finish_run(conn, import_id, counts, changed, error)
+            async for batch in batches(path, limits, batch_size):
+                records = [item for item in batch if isinstance(item, Record)]
+                for item in batch:
+                    if isinstance(item, Rejected):
+                        counts.rejected += 1
+                        if len(rejected) < _MAX_REJECTED_KEPT:
+                            rejected.append(item)
+                counts.seen += len(batch)
+                if records:
+                    await _write_batch(conn, records, import_id, counts)
+                if progress is not None:
+                    progress(counts)
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _IMPORT_LOCK)
+            # Even an interrupted import may have changed data: the fingerprint must say so.
+            changed = bool(counts.inserted or counts.updated)
+            current = await _finish_run(conn, import_id, counts, changed, error)
     return ImportSummary(
         import_id=import_id,
         source=str(path),
@@ -275,43 +288,36 @@ async def import_vex(pool: asyncpg.Pool, path: str | os.PathLike[str]) -> VexImp
     Raises `VexFormatError` for anything that is not a usable VEX document.
     """
     document: VexDocument = await asyncio.to_thread(load_vex, os.fspath(path))
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _IMPORT_LOCK)
-        try:
-            async with conn.transaction():
-                import_id = await conn.fetchval(
-                    "INSERT INTO vuln_imports (kind, source) VALUES ('vex', $1) RETURNING id",
-                    str(path),
-                )
-                stored = await conn.fetchrow(
-                    "SELECT content_hash, issued_at FROM vex_documents WHERE document_key = $1",
-                    document.id,
-                )
-                older = (
-                    stored is not None
-                    and stored["issued_at"] is not None
-                    and document.timestamp is not None
-                    and document.timestamp < stored["issued_at"]
-                )
-                changed = not older and (
-                    stored is None or stored["content_hash"] != document.content_hash
-                )
-                if changed:
-                    await _replace_document(conn, document, import_id)
-                    current = await fp.refresh(conn, import_id)
-                else:
-                    current = await fp.current(conn)
-                await conn.execute(
-                    """UPDATE vuln_imports SET finished_at = now(), seen = $2,
-                           inserted = $3, unchanged = $4, fingerprint = $5 WHERE id = $1""",
-                    import_id,
-                    len(document.statements),
-                    len(document.statements) if changed else 0,
-                    0 if changed else len(document.statements),
-                    current.digest,
-                )
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _IMPORT_LOCK)
+    async with _import_lock(pool) as conn, conn.transaction():
+        import_id = await conn.fetchval(
+            "INSERT INTO vuln_imports (kind, source) VALUES ('vex', $1) RETURNING id",
+            str(path),
+        )
+        stored = await conn.fetchrow(
+            "SELECT content_hash, issued_at FROM vex_documents WHERE document_key = $1",
+            document.id,
+        )
+        older = (
+            stored is not None
+            and stored["issued_at"] is not None
+            and document.timestamp is not None
+            and document.timestamp < stored["issued_at"]
+        )
+        changed = not older and (stored is None or stored["content_hash"] != document.content_hash)
+        if changed:
+            await _replace_document(conn, document, import_id)
+            current = await fp.refresh(conn, import_id)
+        else:
+            current = await fp.current(conn)
+        await conn.execute(
+            """UPDATE vuln_imports SET finished_at = now(), seen = $2,
+                       inserted = $3, unchanged = $4, fingerprint = $5 WHERE id = $1""",
+            import_id,
+            len(document.statements),
+            len(document.statements) if changed else 0,
+            0 if changed else len(document.statements),
+            current.digest,
+        )
     return VexImportSummary(
         import_id, document.id, document.format, len(document.statements), changed, current
     )
