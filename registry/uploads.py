@@ -155,7 +155,7 @@ class UploadService:
             writer, hasher = await self._resume(session, algorithm)
             if body is not None:
                 await self._receive(session.id, body, writer, hasher)
-            info = await self._publish(name, digest, writer, hasher)
+            info = await self._publish(name, digest, writer, hasher, session.id)
         except RegistryError as err:
             if err.code is ErrorCode.DIGEST_INVALID:  # a wrong digest ends the upload
                 await _quietly(self.driver.discard_upload(str(session.id), session.driver_state))
@@ -166,17 +166,32 @@ class UploadService:
         except BaseException:
             await sessions.release(self.pool, session.id)
             raise
-        await sessions.delete(self.pool, session.id)
         return info
 
     async def monolithic(self, name: str, digest: Digest, body: ByteSource) -> blob_rows.BlobInfo:
-        """POST with ?digest=: the whole blob in one request (a session row all the same,
-        so GC knows the bytes are wanted; it is gone when the request is)."""
-        upload = await self.start(name)
+        """The whole blob in one go: POST with ?digest=, a mirrored layer, content the
+        pipeline made. A session row all the same, so GC knows the bytes are wanted; it
+        is created leased to this call and ended by the transaction that publishes the
+        blob (two statements instead of a start, a lease and a delete)."""
+        session_id = uuid.uuid4()
+        await sessions.create(
+            self.pool, name, session_id, {}, lease_seconds=self.config.lease_seconds
+        )
+        writer: UploadWriter | None = None
         try:
-            return await self.finish(name, str(upload.id), digest, body, None)
+            state = await self.driver.begin_upload(str(session_id))
+            if state:
+                await sessions.save(self.pool, session_id, 0, None, state)
+            writer = await self.driver.resume_upload(str(session_id), state, 0)
+            hasher = ResumableHasher(digest.algorithm)
+            await self._receive(session_id, body, writer, hasher)
+            return await self._publish(name, digest, writer, hasher, session_id)
         except BaseException:
-            await _quietly(self.cancel(name, str(upload.id)))
+            if writer is not None:
+                await _quietly(writer.abort())
+            else:
+                await _quietly(self.driver.discard_upload(str(session_id), {}))
+            await _quietly(sessions.delete(self.pool, session_id))
             raise
 
     async def _resume(
@@ -264,8 +279,14 @@ class UploadService:
         return total
 
     async def _publish(
-        self, name: str, digest: Digest, writer: UploadWriter, hasher: ResumableHasher
+        self,
+        name: str,
+        digest: Digest,
+        writer: UploadWriter,
+        hasher: ResumableHasher,
+        session_id: uuid.UUID,
     ) -> blob_rows.BlobInfo:
+        """Verify the digest, then record the blob and end the session in one transaction."""
         actual = await asyncio.to_thread(hasher.digest)
         if actual != digest:
             await _quietly(writer.abort())
@@ -275,7 +296,13 @@ class UploadService:
             )
         try:
             return await blob_rows.finalize(
-                self.pool, name, digest, writer.size, lambda: writer.commit(digest), writer.abort
+                self.pool,
+                name,
+                digest,
+                writer.size,
+                lambda: writer.commit(digest),
+                writer.abort,
+                session=session_id,
             )
         except StorageError as exc:
             await _quietly(writer.abort())

@@ -8,6 +8,7 @@ concurrent upload has just (re)written, and an upload never links a blob GC is r
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -75,12 +76,15 @@ async def finalize(
     size: int,
     commit: Callable[[], Awaitable[str]],
     discard: Callable[[], Awaitable[None]],
+    *,
+    session: uuid.UUID | None = None,
 ) -> BlobInfo:
     """Record a verified upload and link it into `name`.
 
     `commit` moves the bytes into their final place and returns the storage key; it runs
     only if the blob is not stored yet (otherwise `discard` drops the duplicate bytes).
-    The row is written in the same transaction, under the digest lock.
+    The row is written in the same transaction, under the digest lock, which also ends
+    upload `session` if given (GC then sees the blob row or the session, never neither).
     """
     duplicate = False
     async with pool.acquire() as conn, conn.transaction():
@@ -99,6 +103,8 @@ async def finalize(
             duplicate = True  # the fresh link below is what protects it from GC
             info = existing
         await _link(conn, await repositories.ensure(conn, name), digest)
+        if session is not None:
+            await conn.execute("DELETE FROM upload_sessions WHERE id = $1", session)
         await audit.record(
             conn, "blob.upload", repository=name, target=str(digest), detail={"size": info.size}
         )

@@ -31,16 +31,35 @@ class SessionBusy(Exception):
 
 
 async def create(
-    pool: asyncpg.Pool, name: str, session_id: uuid.UUID, driver_state: dict[str, Any]
+    pool: asyncpg.Pool,
+    name: str,
+    session_id: uuid.UUID,
+    driver_state: dict[str, Any],
+    *,
+    lease_seconds: float | None = None,
 ) -> None:
+    """A new session; with `lease_seconds`, already leased to the caller (a monolithic
+    upload that will finish it in the same request)."""
+    created = await pool.fetchval(  # one round trip when the repository exists
+        """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
+           SELECT $1, r.id, $3, now() + make_interval(secs => $4)
+           FROM repositories r WHERE r.name = $2 RETURNING 1""",
+        session_id,
+        name,
+        driver_state,
+        lease_seconds,
+    )
+    if created is not None:
+        return
     async with pool.acquire() as conn, conn.transaction():
         repo_id = await repositories.ensure(conn, name)
         await conn.execute(
-            """INSERT INTO upload_sessions (id, repository_id, driver_state)
-               VALUES ($1, $2, $3)""",
+            """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
+               VALUES ($1, $2, $3, now() + make_interval(secs => $4))""",
             session_id,
             repo_id,
             driver_state,
+            lease_seconds,
         )
 
 
