@@ -85,7 +85,7 @@ async def record_all(conn: Conn, changes: Sequence[Change], actor: Actor | None 
     )
     assert row is not None, "migration 0300 creates the head row"
     seq, prev, at = int(row["seq"]), bytes(row["hash"]), row["now"]
-    rows = []
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
     for change, detail in zip(changes, details, strict=True):
         seq += 1
         digest = event_hash(
@@ -101,31 +101,30 @@ async def record_all(conn: Conn, changes: Sequence[Change], actor: Actor | None 
             who.request_id,
             detail,
         )
-        rows.append(
-            (
-                seq,
-                at,
-                who.name,
-                who.kind,
-                change.action,
-                change.repository,
-                change.target,
-                who.source,
-                who.request_id,
-                detail,
-                prev,
-                digest,
-            )
-        )
+        event = (seq, change.action, change.repository, change.target, detail, prev, digest)
+        for column, value in zip(columns, event, strict=True):
+            column.append(value)
         prev = digest
-    if rows:
-        await conn.executemany(
-            """INSERT INTO audit_events (seq, at, actor, actor_kind, action, repository, target,
-                   source, request_id, detail, prev_hash, hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-            rows,
+    if changes:  # the events and the new head in one round trip
+        await conn.execute(
+            """WITH events AS (
+                 INSERT INTO audit_events (seq, at, actor, actor_kind, action, repository,
+                     target, source, request_id, detail, prev_hash, hash)
+                 SELECT e.seq, $8, $9, $10, e.action, e.repository, e.target, $11, $12,
+                        e.detail, e.prev_hash, e.hash
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::bytea[], $7::bytea[])
+                      AS e(seq, action, repository, target, detail, prev_hash, hash))
+               UPDATE audit_head SET seq = $13, hash = $14 WHERE id""",
+            *columns,
+            at,
+            who.name,
+            who.kind,
+            who.source,
+            who.request_id,
+            seq,
+            prev,
         )
-        await conn.execute("UPDATE audit_head SET seq = $1, hash = $2 WHERE id", seq, prev)
     return Head(seq, prev)
 
 
