@@ -20,7 +20,12 @@ from typing import Any
 
 import structlog
 
-from attest.artifacts import ZOLL_KEYID_ANNOTATION, attestation_artifacts, cosign_tag
+from attest.artifacts import (
+    ZOLL_KEYID_ANNOTATION,
+    PushManifest,
+    attestation_artifacts,
+    cosign_tag,
+)
 from attest.results import VerificationResult
 from attest.statements import (
     CriterionOutcome,
@@ -42,7 +47,7 @@ from registry.content import RegistryReader, store_blob, store_manifest
 from registry.db import manifests as manifest_rows
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
-from registry.oci.manifest import parse_manifest
+from registry.oci.manifest import Manifest, parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
 from registry.pipeline.jobs import RetryLater
@@ -259,8 +264,10 @@ def _hardening(
 async def _attach(
     svc: PipelineServices, repo: str, digest: Digest, logged: Sequence[LoggedAttestation]
 ) -> list[int]:
-    """Attach signed and logged statements to the image both ways, in order: each extends
-    the cosign `.att` manifest the one before it wrote. Returns their log indexes."""
+    """Attach signed and logged statements to the image both ways: one OCI referrer each,
+    and one cosign `.att` manifest that adds all of them to what it held before (built
+    in memory, written once). Blobs, then referrers, go in parallel. Returns the log
+    indexes."""
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
     assert image is not None
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
@@ -270,6 +277,7 @@ async def _attach(
         ).raw
     except ContentNotFound:
         existing = None
+    built = []
     for item in logged:
         artifacts = attestation_artifacts(
             item.attestation.envelope,
@@ -278,14 +286,28 @@ async def _attach(
             existing_att=existing,
             log_entry=item.entry,
         )
-        for push in (artifacts.referrer, artifacts.cosign):
-            for blob in push.blobs:
-                await store_blob(svc.registry, repo, blob.data)
-            tags = [push.tag] if push.tag else []
-            await store_manifest(
-                svc.registry, repo, parse_manifest(push.raw, push.media_type), tags, external=False
-            )
+        built.append(artifacts)
         existing = artifacts.cosign.raw
+    assert built, "every image gets at least its VSA"
+    pushes = [a.referrer for a in built] + [built[-1].cosign]
+    manifests = [(p, parse_manifest(p.raw, p.media_type)) for p in pushes]
+    wanted = {d.digest for _, m in manifests for d in m.blob_references()}
+    blobs = {
+        b.descriptor.digest: b.data
+        for a in built
+        for push in (a.referrer, a.cosign)
+        for b in push.blobs
+        if b.descriptor.digest in wanted
+    }
+    await asyncio.gather(*(store_blob(svc.registry, repo, data) for data in blobs.values()))
+
+    async def put(push: PushManifest, manifest: Manifest) -> None:
+        tags = [push.tag] if push.tag else []
+        await store_manifest(svc.registry, repo, manifest, tags, external=False)
+
+    *referrers, cosign = manifests
+    await asyncio.gather(*(put(*r) for r in referrers))
+    await put(*cosign)  # after the referrers: the tag is what cosign looks up
     return [item.entry.index for item in logged]
 
 
