@@ -69,7 +69,8 @@ class JobQueue:
     async def claim(self, worker: str, kinds: list[str]) -> Job | None:
         row = await self.pool.fetchrow(
             """UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1,
-                      lease_until = now() + make_interval(secs => $3), updated_at = now()
+                      lease_until = now() + make_interval(secs => $3), updated_at = now(),
+                      started_at = now()
                WHERE id = (SELECT id FROM jobs
                             WHERE state = 'queued' AND run_after <= now() AND kind = ANY($2)
                             ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1)
