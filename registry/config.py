@@ -39,7 +39,9 @@ class HTTPConfig(_Section):
 
 class DatabaseConfig(_Section):
     dsn: str | None = Field(None, description="PostgreSQL DSN; none starts an embedded server")
-    pool_min: int = Field(2, ge=1)
+    pool_min: int = Field(
+        8, ge=1, description="connections each process opens at start (a pipeline burst needs ~8)"
+    )
     pool_max: int = Field(20, ge=1)
 
 
