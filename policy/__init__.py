@@ -10,13 +10,55 @@ else of the project. The registry's entry points:
 - `decide(report, AdmissionRule(...)) -> AdmissionDecision`
 """
 
-from policy.admission import AdmissionDecision, AdmissionRule, decide
-from policy.analyzer import AnalysisError, AnalysisLimits, ImageAnalysis, analyze_image
-from policy.catalog import Catalog, CatalogError, Criterion, load_catalog
-from policy.context import BaseImage, ImageContext, ProvenanceSummary, context_from_reader
-from policy.evaluate import evaluate
-from policy.report import CriterionResult, HardeningReport, ReportError
-from policy.sbom import build_sbom, spdx
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policy.admission import AdmissionDecision, AdmissionRule, decide
+    from policy.analyzer import AnalysisError, AnalysisLimits, ImageAnalysis, analyze_image
+    from policy.catalog import Catalog, CatalogError, Criterion, load_catalog
+    from policy.context import BaseImage, ImageContext, ProvenanceSummary, context_from_reader
+    from policy.evaluate import evaluate
+    from policy.report import CriterionResult, HardeningReport, ReportError
+    from policy.sbom import build_sbom, spdx
+
+# Loaded on first use: importing one small module of this package (e.g. a version
+# parser the mirror CLI needs) must not load every analyzer and the database code.
+_PROVIDERS = {
+    "AdmissionDecision": "policy.admission",
+    "AdmissionRule": "policy.admission",
+    "decide": "policy.admission",
+    "AnalysisError": "policy.analyzer",
+    "AnalysisLimits": "policy.analyzer",
+    "ImageAnalysis": "policy.analyzer",
+    "analyze_image": "policy.analyzer",
+    "Catalog": "policy.catalog",
+    "CatalogError": "policy.catalog",
+    "Criterion": "policy.catalog",
+    "load_catalog": "policy.catalog",
+    "BaseImage": "policy.context",
+    "ImageContext": "policy.context",
+    "ProvenanceSummary": "policy.context",
+    "context_from_reader": "policy.context",
+    "evaluate": "policy.evaluate",
+    "CriterionResult": "policy.report",
+    "HardeningReport": "policy.report",
+    "ReportError": "policy.report",
+    "build_sbom": "policy.sbom",
+    "spdx": "policy.sbom",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PROVIDERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AdmissionDecision",

@@ -10,24 +10,58 @@ The registry calls:
 
 from __future__ import annotations
 
-from policy.vuln.errors import (
-    ArchiveLimitError,
-    OsvFormatError,
-    SourceError,
-    VexFormatError,
-    VulnDataError,
-)
-from policy.vuln.fingerprint import DataFingerprint
-from policy.vuln.offline import match_offline
-from policy.vuln.source import Limits, Rejected
-from policy.vuln.store import (
-    ImportProgress,
-    ImportSummary,
-    VexImportSummary,
-    VulnStore,
-    import_osv,
-    import_vex,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policy.vuln.errors import (
+        ArchiveLimitError,
+        OsvFormatError,
+        SourceError,
+        VexFormatError,
+        VulnDataError,
+    )
+    from policy.vuln.fingerprint import DataFingerprint
+    from policy.vuln.offline import match_offline
+    from policy.vuln.source import Limits, Rejected
+    from policy.vuln.store import (
+        ImportProgress,
+        ImportSummary,
+        VexImportSummary,
+        VulnStore,
+        import_osv,
+        import_vex,
+    )
+
+# Loaded on first use: importing one small module of this package (e.g. a version
+# parser the mirror CLI needs) must not load every analyzer and the database code.
+_PROVIDERS = {
+    "ArchiveLimitError": "policy.vuln.errors",
+    "OsvFormatError": "policy.vuln.errors",
+    "SourceError": "policy.vuln.errors",
+    "VexFormatError": "policy.vuln.errors",
+    "VulnDataError": "policy.vuln.errors",
+    "DataFingerprint": "policy.vuln.fingerprint",
+    "match_offline": "policy.vuln.offline",
+    "Limits": "policy.vuln.source",
+    "Rejected": "policy.vuln.source",
+    "ImportProgress": "policy.vuln.store",
+    "ImportSummary": "policy.vuln.store",
+    "VexImportSummary": "policy.vuln.store",
+    "VulnStore": "policy.vuln.store",
+    "import_osv": "policy.vuln.store",
+    "import_vex": "policy.vuln.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PROVIDERS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ArchiveLimitError",
