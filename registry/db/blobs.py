@@ -102,7 +102,7 @@ async def finalize(
         else:
             duplicate = True  # the fresh link below is what protects it from GC
             info = existing
-        await _link(conn, await repositories.ensure(conn, name), digest)
+        await _link(conn, name, digest)
         if session is not None:
             await conn.execute("DELETE FROM upload_sessions WHERE id = $1", session)
         await audit.record(
@@ -113,13 +113,18 @@ async def finalize(
     return info
 
 
-async def _link(conn: Conn, repo_id: int, digest: Digest) -> None:
-    await conn.execute(
-        """INSERT INTO repository_blobs (repository_id, digest) VALUES ($1, $2)
-           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()""",
-        repo_id,
+async def _link(conn: Conn, name: str, digest: Digest) -> None:
+    """Link `digest` into repository `name` (created if new), in the caller's transaction:
+    one round trip when the repository exists."""
+    while not await conn.fetchval(
+        """INSERT INTO repository_blobs (repository_id, digest)
+           SELECT id, $2 FROM repositories WHERE name = $1
+           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()
+           RETURNING 1""",
+        name,
         str(digest),
-    )
+    ):
+        await repositories.ensure(conn, name)
 
 
 async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) -> BlobInfo | None:
@@ -136,7 +141,7 @@ async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) ->
         )
         if row is None:
             return None
-        await _link(conn, await repositories.ensure(conn, target), digest)
+        await _link(conn, target, digest)
         await audit.record(
             conn, "blob.mount", repository=target, target=str(digest), detail={"from": source}
         )
@@ -145,12 +150,14 @@ async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) ->
 
 async def link_stored(pool: asyncpg.Pool, name: str, digest: Digest) -> BlobInfo | None:
     """Link a blob Zoll already stores (in any repository) into `name`."""
+    if await stored(pool, digest) is None:
+        return None  # the common answer for new content, without a transaction or lock
     async with pool.acquire() as conn, conn.transaction():
         await lock_digest(conn, digest)
         info = await stored(conn, digest)
         if info is None:
             return None
-        await _link(conn, await repositories.ensure(conn, name), digest)
+        await _link(conn, name, digest)
         await audit.record(conn, "blob.link", repository=name, target=str(digest))
         return info
 
