@@ -52,18 +52,19 @@ class JobQueue:
     ) -> int | None:
         """Queue a job unless one with the same key is queued or running; return its id."""
         job_id = await self.pool.fetchval(
-            """INSERT INTO jobs (kind, key, payload, max_attempts, run_after)
-               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-               ON CONFLICT (key) WHERE state IN ('queued', 'running') DO NOTHING
-               RETURNING id""",
+            """WITH queued AS (
+                 INSERT INTO jobs (kind, key, payload, max_attempts, run_after)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                 ON CONFLICT (key) WHERE state IN ('queued', 'running') DO NOTHING
+                 RETURNING id)
+               SELECT id, pg_notify($6, $1) FROM queued""",
             kind,
             key,
             payload,
             self.max_attempts,
             delay,
+            NOTIFY_CHANNEL,
         )
-        if job_id is not None:
-            await self.pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, kind)
         return None if job_id is None else int(job_id)
 
     async def claim(self, worker: str, kinds: list[str]) -> Job | None:
