@@ -289,7 +289,7 @@ async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
             bars.update(task, completed=done, total=done + pending)
             if pending == 0:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
     rows = await pool.fetch(
         """SELECT i.entry, i.reference, i.repository, i.digest, s.state, s.reasons
            FROM mirror_images i
