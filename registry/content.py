@@ -1,7 +1,7 @@
 """Reading and writing the registry's content from inside the service.
 
 `RegistryReader` is the `ContentReader` that `attest` and `policy` use on stored images;
-`store_blob` and `store_manifest` are how the service itself adds content (attestations it
+`store_blobs` and `store_manifest` are how the service itself adds content (attestations it
 signs, images it mirrors). HTTP pushes go through `store_manifest` too, so everything that
 must happen after a manifest lands (the pipeline noticing it) happens in one place.
 """
@@ -88,21 +88,15 @@ class RegistryReader:
         return tags or []
 
 
-class _OneShot:
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    async def readany(self) -> bytes:
-        data, self._data = self._data or b"", None
-        return data
-
-
-async def store_blob(registry: Registry, repository: str, data: bytes) -> Digest:
-    """Store small content the service produced (attestations, configs) in a repository."""
-    digest = Digest.of(data)
-    if await blob_rows.link_stored(registry.pool, repository, digest) is None:
-        await registry.uploads.monolithic(repository, digest, _OneShot(data))
-    return digest
+async def store_blobs(registry: Registry, repository: str, contents: list[bytes]) -> list[Digest]:
+    """Store small content the service produced (attestations, configs) in a repository:
+    what Zoll stores already is linked in one transaction, the rest published in another."""
+    digests = [Digest.of(data) for data in contents]
+    linked = await blob_rows.link_stored_many(registry.pool, repository, list(set(digests)))
+    new = [data for digest, data in zip(digests, contents, strict=True) if digest not in linked]
+    if new:
+        await registry.uploads.store_many(repository, new)
+    return digests
 
 
 async def store_manifest(

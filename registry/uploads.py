@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,7 +73,7 @@ class UploadService:
         """Open a session. The row comes first, so storage never holds upload data that
         the GC sweep could mistake for abandoned."""
         session_id = uuid.uuid4()
-        await sessions.create(self.pool, name, session_id, {})
+        await sessions.create(self.pool, name, [session_id], {})
         try:
             state = await self.driver.begin_upload(str(session_id))
         except BaseException:
@@ -175,7 +176,7 @@ class UploadService:
         blob (two statements instead of a start, a lease and a delete)."""
         session_id = uuid.uuid4()
         await sessions.create(
-            self.pool, name, session_id, {}, lease_seconds=self.config.lease_seconds
+            self.pool, name, [session_id], {}, lease_seconds=self.config.lease_seconds
         )
         writer: UploadWriter | None = None
         try:
@@ -192,6 +193,36 @@ class UploadService:
             else:
                 await _quietly(self.driver.discard_upload(str(session_id), {}))
             await _quietly(sessions.delete(self.pool, session_id))
+            raise
+
+    async def store_many(self, name: str, contents: Sequence[bytes]) -> list[blob_rows.BlobInfo]:
+        """Content this process holds in memory (attestation layers, their configs), stored
+        together: one statement opens their sessions, one transaction publishes them all.
+        The digests are computed here from the bytes themselves."""
+        by_digest = {Digest.of(data): data for data in contents}
+        ids = [uuid.uuid4() for _ in by_digest]
+        await sessions.create(self.pool, name, ids, {}, lease_seconds=self.config.lease_seconds)
+        writers: list[UploadWriter] = []
+        try:
+            for session_id, data in zip(ids, by_digest.values(), strict=True):
+                state = await self.driver.begin_upload(str(session_id))
+                writers.append(await self.driver.resume_upload(str(session_id), state, 0))
+                await writers[-1].write([data])
+            verified = [
+                blob_rows.Verified(
+                    digest, writer.size, functools.partial(writer.commit, digest), writer.abort
+                )
+                for digest, writer in zip(by_digest, writers, strict=True)
+            ]
+            return await blob_rows.finalize_many(self.pool, name, verified, ids)
+        except BaseException as exc:
+            for writer in writers:
+                await _quietly(writer.abort())
+            for session_id in ids[len(writers) :]:
+                await _quietly(self.driver.discard_upload(str(session_id), {}))
+            await _quietly(sessions.delete_many(self.pool, ids))
+            if isinstance(exc, StorageError):
+                raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
             raise
 
     async def _resume(

@@ -8,13 +8,15 @@ concurrent upload has just (re)written, and an upload never links a blob GC is r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from registry import audit
+from registry.audit import Change
 from registry.db import repositories
 from registry.db.pool import Conn, Executor
 from registry.oci.digest import Digest
@@ -30,6 +32,17 @@ class BlobInfo:
 async def lock_digest(conn: Conn, digest: Digest | str) -> None:
     """Serialise lifecycle changes of one blob until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(digest))
+
+
+async def _lock_digests(conn: Conn, digests: Sequence[Digest]) -> None:
+    """`lock_digest` for several blobs, in one order for everyone (no deadlocks)."""
+    if len(digests) == 1:
+        await lock_digest(conn, digests[0])
+        return
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
+        sorted({str(d) for d in digests}),
+    )
 
 
 async def in_repository(
@@ -69,6 +82,32 @@ async def stored(conn: Executor, digest: Digest) -> BlobInfo | None:
     return None if row is None else BlobInfo(digest, int(row["size"]), row["storage_key"])
 
 
+async def _stored_many(conn: Executor, digests: Sequence[Digest]) -> dict[Digest, BlobInfo]:
+    if len(digests) == 1:
+        info = await stored(conn, digests[0])
+        return {} if info is None else {info.digest: info}
+    by_text = {str(d): d for d in digests}
+    rows = await conn.fetch(
+        "SELECT digest, size, storage_key FROM blobs WHERE digest = ANY($1::text[])",
+        list(by_text),
+    )
+    return {
+        by_text[r["digest"]]: BlobInfo(by_text[r["digest"]], int(r["size"]), r["storage_key"])
+        for r in rows
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Uploaded bytes whose digest matched: `commit` moves them into place and returns the
+    storage key (called only if the blob is not stored yet), `discard` drops them."""
+
+    digest: Digest
+    size: int
+    commit: Callable[[], Awaitable[str]]
+    discard: Callable[[], Awaitable[None]]
+
+
 async def finalize(
     pool: asyncpg.Pool,
     name: str,
@@ -79,50 +118,69 @@ async def finalize(
     *,
     session: uuid.UUID | None = None,
 ) -> BlobInfo:
-    """Record a verified upload and link it into `name`.
-
-    `commit` moves the bytes into their final place and returns the storage key; it runs
-    only if the blob is not stored yet (otherwise `discard` drops the duplicate bytes).
-    The row is written in the same transaction, under the digest lock, which also ends
-    upload `session` if given (GC then sees the blob row or the session, never neither).
-    """
-    duplicate = False
-    async with pool.acquire() as conn, conn.transaction():
-        await lock_digest(conn, digest)
-        existing = await stored(conn, digest)
-        if existing is None:
-            key = await commit()
-            await conn.execute(
-                "INSERT INTO blobs (digest, size, storage_key) VALUES ($1, $2, $3)",
-                str(digest),
-                size,
-                key,
-            )
-            info = BlobInfo(digest, size, key)
-        else:
-            duplicate = True  # the fresh link below is what protects it from GC
-            info = existing
-        await _link(conn, name, digest)
-        if session is not None:
-            await conn.execute("DELETE FROM upload_sessions WHERE id = $1", session)
-        await audit.record(
-            conn, "blob.upload", repository=name, target=str(digest), detail={"size": info.size}
-        )
-    if duplicate:
-        await discard()
+    """Record a verified upload and link it into `name` (see `finalize_many`)."""
+    sessions = [session] if session is not None else []
+    (info,) = await finalize_many(pool, name, [Verified(digest, size, commit, discard)], sessions)
     return info
 
 
-async def _link(conn: Conn, name: str, digest: Digest) -> None:
-    """Link `digest` into repository `name` (created if new), in the caller's transaction:
-    one round trip when the repository exists."""
+async def finalize_many(
+    pool: asyncpg.Pool,
+    name: str,
+    uploads: Sequence[Verified],
+    sessions: Sequence[uuid.UUID] = (),
+) -> list[BlobInfo]:
+    """Record verified uploads (distinct digests) and link them into `name`, in one
+    transaction under their digest locks, which also ends the upload `sessions` (GC then
+    sees the blob row or the session, never neither). Bytes of a blob stored meanwhile
+    by someone else are discarded."""
+    duplicates: list[Verified] = []
+    infos: list[BlobInfo] = []
+    async with pool.acquire() as conn, conn.transaction():
+        digests = [u.digest for u in uploads]
+        await _lock_digests(conn, digests)
+        existing = await _stored_many(conn, digests)
+        fresh = [u for u in uploads if u.digest not in existing]
+        keys = await asyncio.gather(*(u.commit() for u in fresh))
+        if fresh:
+            await conn.execute(
+                """INSERT INTO blobs (digest, size, storage_key)
+                   SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])""",
+                [str(u.digest) for u in fresh],
+                [u.size for u in fresh],
+                list(keys),
+            )
+        stored_now = {
+            u.digest: BlobInfo(u.digest, u.size, k) for u, k in zip(fresh, keys, strict=True)
+        }
+        for upload in uploads:
+            if upload.digest in existing:
+                duplicates.append(upload)  # the fresh link below protects it from GC
+            infos.append(existing.get(upload.digest) or stored_now[upload.digest])
+        await _link(conn, name, digests)
+        if sessions:
+            await conn.execute(
+                "DELETE FROM upload_sessions WHERE id = ANY($1::uuid[])", list(sessions)
+            )
+        await audit.record_all(
+            conn,
+            [Change("blob.upload", name, str(i.digest), {"size": i.size}) for i in infos],
+        )
+    for duplicate in duplicates:
+        await duplicate.discard()
+    return infos
+
+
+async def _link(conn: Conn, name: str, digests: Sequence[Digest]) -> None:
+    """Link `digests` into repository `name` (created if new), in the caller's
+    transaction: one round trip when the repository exists."""
     while not await conn.fetchval(
         """INSERT INTO repository_blobs (repository_id, digest)
-           SELECT id, $2 FROM repositories WHERE name = $1
+           SELECT r.id, d FROM repositories r, unnest($2::text[]) AS d WHERE r.name = $1
            ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()
            RETURNING 1""",
         name,
-        str(digest),
+        [str(d) for d in digests],
     ):
         await repositories.ensure(conn, name)
 
@@ -141,7 +199,7 @@ async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) ->
         )
         if row is None:
             return None
-        await _link(conn, target, digest)
+        await _link(conn, target, [digest])
         await audit.record(
             conn, "blob.mount", repository=target, target=str(digest), detail={"from": source}
         )
@@ -150,16 +208,23 @@ async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) ->
 
 async def link_stored(pool: asyncpg.Pool, name: str, digest: Digest) -> BlobInfo | None:
     """Link a blob Zoll already stores (in any repository) into `name`."""
-    if await stored(pool, digest) is None:
-        return None  # the common answer for new content, without a transaction or lock
+    return (await link_stored_many(pool, name, [digest])).get(digest)
+
+
+async def link_stored_many(
+    pool: asyncpg.Pool, name: str, digests: Sequence[Digest]
+) -> dict[Digest, BlobInfo]:
+    """Link those of `digests` (distinct) that Zoll already stores into `name`, in one
+    transaction; returns them."""
+    if not await _stored_many(pool, digests):
+        return {}  # the common answer for new content, without a transaction or lock
     async with pool.acquire() as conn, conn.transaction():
-        await lock_digest(conn, digest)
-        info = await stored(conn, digest)
-        if info is None:
-            return None
-        await _link(conn, name, digest)
-        await audit.record(conn, "blob.link", repository=name, target=str(digest))
-        return info
+        await _lock_digests(conn, digests)
+        found = await _stored_many(conn, digests)
+        if found:
+            await _link(conn, name, list(found))
+            await audit.record_all(conn, [Change("blob.link", name, str(d)) for d in found])
+        return found
 
 
 async def unlink(pool: asyncpg.Pool, name: str, digest: Digest) -> bool:

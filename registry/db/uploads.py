@@ -8,6 +8,7 @@ request's lease simply runs out.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,34 +34,23 @@ class SessionBusy(Exception):
 async def create(
     pool: asyncpg.Pool,
     name: str,
-    session_id: uuid.UUID,
+    session_ids: Sequence[uuid.UUID],
     driver_state: dict[str, Any],
     *,
     lease_seconds: float | None = None,
 ) -> None:
-    """A new session; with `lease_seconds`, already leased to the caller (a monolithic
-    upload that will finish it in the same request)."""
-    created = await pool.fetchval(  # one round trip when the repository exists
-        """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
-           SELECT $1, r.id, $3, now() + make_interval(secs => $4)
-           FROM repositories r WHERE r.name = $2 RETURNING 1""",
-        session_id,
-        name,
-        driver_state,
-        lease_seconds,
-    )
-    if created is not None:
-        return
+    """New sessions in repository `name` (created if new); with `lease_seconds`, already
+    leased to the caller (monolithic uploads that finish them in the same call)."""
+    statement = """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
+                   SELECT s, r.id, $3, now() + make_interval(secs => $4)
+                   FROM repositories r, unnest($1::uuid[]) AS s WHERE r.name = $2
+                   RETURNING 1"""
+    args = (list(session_ids), name, driver_state, lease_seconds)
+    if await pool.fetchval(statement, *args) is not None:
+        return  # one round trip when the repository exists
     async with pool.acquire() as conn, conn.transaction():
-        repo_id = await repositories.ensure(conn, name)
-        await conn.execute(
-            """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
-               VALUES ($1, $2, $3, now() + make_interval(secs => $4))""",
-            session_id,
-            repo_id,
-            driver_state,
-            lease_seconds,
-        )
+        await repositories.ensure(conn, name)
+        await conn.execute(statement, *args)
 
 
 def _session(row: asyncpg.Record) -> Session:
@@ -140,6 +130,10 @@ async def release(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:
 
 async def delete(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:
     await pool.execute("DELETE FROM upload_sessions WHERE id = $1", session_id)
+
+
+async def delete_many(pool: asyncpg.Pool, session_ids: Sequence[uuid.UUID]) -> None:
+    await pool.execute("DELETE FROM upload_sessions WHERE id = ANY($1::uuid[])", list(session_ids))
 
 
 async def expired(pool: asyncpg.Pool, idle_seconds: float, limit: int = 500) -> list[Session]:

@@ -43,7 +43,7 @@ from policy.catalog import severity_rank
 from policy.context import ImageContext
 from policy.report import HardeningReport
 from policy.sbom.cyclonedx import PREDICATE_TYPE as CYCLONEDX_BOM
-from registry.content import RegistryReader, store_blob, store_manifest
+from registry.content import RegistryReader, store_blobs, store_manifest
 from registry.db import manifests as manifest_rows
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
@@ -299,7 +299,7 @@ async def _attach(
         for b in push.blobs
         if b.descriptor.digest in wanted
     }
-    await asyncio.gather(*(store_blob(svc.registry, repo, data) for data in blobs.values()))
+    await store_blobs(svc.registry, repo, list(blobs.values()))
 
     async def put(push: PushManifest, manifest: Manifest) -> None:
         tags = [push.tag] if push.tag else []
