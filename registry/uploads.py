@@ -203,22 +203,29 @@ class UploadService:
         ids = [uuid.uuid4() for _ in by_digest]
         await sessions.create(self.pool, name, ids, {}, lease_seconds=self.config.lease_seconds)
         writers: list[UploadWriter] = []
+
+        async def write(session_id: uuid.UUID, data: bytes) -> UploadWriter:
+            state = await self.driver.begin_upload(str(session_id))
+            writer = await self.driver.resume_upload(str(session_id), state, 0)
+            writers.append(writer)
+            await writer.write([data])
+            return writer
+
         try:
-            for session_id, data in zip(ids, by_digest.values(), strict=True):
-                state = await self.driver.begin_upload(str(session_id))
-                writers.append(await self.driver.resume_upload(str(session_id), state, 0))
-                await writers[-1].write([data])
+            written = await asyncio.gather(
+                *(write(i, data) for i, data in zip(ids, by_digest.values(), strict=True))
+            )
             verified = [
                 blob_rows.Verified(
                     digest, writer.size, functools.partial(writer.commit, digest), writer.abort
                 )
-                for digest, writer in zip(by_digest, writers, strict=True)
+                for digest, writer in zip(by_digest, written, strict=True)
             ]
             return await blob_rows.finalize_many(self.pool, name, verified, ids)
         except BaseException as exc:
             for writer in writers:
                 await _quietly(writer.abort())
-            for session_id in ids[len(writers) :]:
+            for session_id in ids:  # also uploads that failed before they had a writer
                 await _quietly(self.driver.discard_upload(str(session_id), {}))
             await _quietly(sessions.delete_many(self.pool, ids))
             if isinstance(exc, StorageError):

@@ -91,7 +91,7 @@ class _FileUploadWriter:
             self._finish()
             target.parent.mkdir(parents=True, exist_ok=True)
             self._path.replace(target)
-            shutil.rmtree(self._path.parent, ignore_errors=True)
+            _remove_upload_folder(self._path.parent)
 
         await asyncio.to_thread(finish_and_move)
         return key
@@ -104,6 +104,14 @@ class _FileUploadWriter:
             shutil.rmtree(self._path.parent, ignore_errors=True)
 
         await asyncio.to_thread(remove)
+
+
+def _remove_upload_folder(folder: Path) -> None:
+    """After a commit the folder is empty: one rmdir, not a tree walk."""
+    try:
+        folder.rmdir()
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class FilesystemDriver:
