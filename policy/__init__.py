@@ -12,8 +12,9 @@ else of the project. The registry's entry points:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from policy.lazy import exports
 
 if TYPE_CHECKING:
     from policy.admission import AdmissionDecision, AdmissionRule, decide
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from policy.report import CriterionResult, HardeningReport, ReportError
     from policy.sbom import build_sbom, spdx
 
-# Loaded on first use: importing one small module of this package (e.g. a version
-# parser the mirror CLI needs) must not load every analyzer and the database code.
+# Loaded on first use (policy.lazy): the mirror CLI's version parser must not load every
+# analyzer and the database code.
 _PROVIDERS = {
     "AdmissionDecision": "policy.admission",
     "AdmissionRule": "policy.admission",
@@ -51,14 +52,7 @@ _PROVIDERS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PROVIDERS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = exports(__name__, _PROVIDERS)
 
 __all__ = [
     "AdmissionDecision",

@@ -10,8 +10,9 @@ The registry calls:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from policy.lazy import exports
 
 if TYPE_CHECKING:
     from policy.vuln.errors import (
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
         import_vex,
     )
 
-# Loaded on first use: importing one small module of this package (e.g. a version
-# parser the mirror CLI needs) must not load every analyzer and the database code.
+# Loaded on first use (policy.lazy): the mirror CLI's version parser must not load every
+# analyzer and the database code.
 _PROVIDERS = {
     "ArchiveLimitError": "policy.vuln.errors",
     "OsvFormatError": "policy.vuln.errors",
@@ -54,14 +55,7 @@ _PROVIDERS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PROVIDERS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = exports(__name__, _PROVIDERS)
 
 __all__ = [
     "ArchiveLimitError",
