@@ -36,9 +36,6 @@ async def lock_digest(conn: Conn, digest: Digest | str) -> None:
 
 async def _lock_digests(conn: Conn, digests: Sequence[Digest]) -> None:
     """`lock_digest` for several blobs, in one order for everyone (no deadlocks)."""
-    if len(digests) == 1:
-        await lock_digest(conn, digests[0])
-        return
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
         sorted({str(d) for d in digests}),
@@ -83,9 +80,6 @@ async def stored(conn: Executor, digest: Digest) -> BlobInfo | None:
 
 
 async def _stored_many(conn: Executor, digests: Sequence[Digest]) -> dict[Digest, BlobInfo]:
-    if len(digests) == 1:
-        info = await stored(conn, digests[0])
-        return {} if info is None else {info.digest: info}
     by_text = {str(d): d for d in digests}
     rows = await conn.fetch(
         "SELECT digest, size, storage_key FROM blobs WHERE digest = ANY($1::text[])",
@@ -174,15 +168,15 @@ async def finalize_many(
 async def _link(conn: Conn, name: str, digests: Sequence[Digest]) -> None:
     """Link `digests` into repository `name` (created if new), in the caller's
     transaction: one round trip when the repository exists."""
-    while not await conn.fetchval(
-        """INSERT INTO repository_blobs (repository_id, digest)
-           SELECT r.id, d FROM repositories r, unnest($2::text[]) AS d WHERE r.name = $1
-           ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()
-           RETURNING 1""",
-        name,
-        [str(d) for d in digests],
-    ):
+    statement = """INSERT INTO repository_blobs (repository_id, digest)
+                   SELECT r.id, d FROM repositories r, unnest($2::text[]) AS d
+                   WHERE r.name = $1
+                   ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()
+                   RETURNING 1"""
+    texts = [str(d) for d in digests]
+    if texts and await conn.fetchval(statement, name, texts) is None:
         await repositories.ensure(conn, name)
+        await conn.execute(statement, name, texts)
 
 
 async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) -> BlobInfo | None:
