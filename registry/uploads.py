@@ -188,11 +188,7 @@ class UploadService:
             await self._receive(session_id, body, writer, hasher)
             return await self._publish(name, digest, writer, hasher, session_id)
         except BaseException:
-            if writer is not None:
-                await _quietly(writer.abort())
-            else:
-                await _quietly(self.driver.discard_upload(str(session_id), {}))
-            await _quietly(sessions.delete(self.pool, session_id))
+            await self._drop({session_id: writer})
             raise
 
     async def store_many(self, name: str, contents: Sequence[bytes]) -> list[blob_rows.BlobInfo]:
@@ -202,12 +198,12 @@ class UploadService:
         by_digest = {Digest.of(data): data for data in contents}
         ids = [uuid.uuid4() for _ in by_digest]
         await sessions.create(self.pool, name, ids, {}, lease_seconds=self.config.lease_seconds)
-        writers: list[UploadWriter] = []
+        writers: dict[uuid.UUID, UploadWriter | None] = dict.fromkeys(ids)
 
         async def write(session_id: uuid.UUID, data: bytes) -> UploadWriter:
             state = await self.driver.begin_upload(str(session_id))
             writer = await self.driver.resume_upload(str(session_id), state, 0)
-            writers.append(writer)
+            writers[session_id] = writer
             await writer.write([data])
             return writer
 
@@ -223,14 +219,20 @@ class UploadService:
             ]
             return await blob_rows.finalize_many(self.pool, name, verified, ids)
         except BaseException as exc:
-            for writer in writers:
-                await _quietly(writer.abort())
-            for session_id in ids:  # also uploads that failed before they had a writer
-                await _quietly(self.driver.discard_upload(str(session_id), {}))
-            await _quietly(sessions.delete_many(self.pool, ids))
+            await self._drop(writers)
             if isinstance(exc, StorageError):
                 raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
             raise
+
+    async def _drop(self, uploads: dict[uuid.UUID, UploadWriter | None]) -> None:
+        """Undo single-call uploads that failed: their data (through the writer when
+        there is one) and their sessions."""
+        for session_id, writer in uploads.items():
+            if writer is not None:
+                await _quietly(writer.abort())
+            else:
+                await _quietly(self.driver.discard_upload(str(session_id), {}))
+        await _quietly(sessions.delete_many(self.pool, list(uploads)))
 
     async def _resume(
         self, session: sessions.Session, algorithm: str | None = None
