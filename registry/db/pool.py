@@ -24,9 +24,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     # asyncpg looks up the codecs of array types once per connection, with a query that
     # costs milliseconds, the first time a statement uses one; the bulk statements (audit
-    # events, log leaves and nodes, blobs and sessions) use these. One lookup for all of them, now.
+    # events, log leaves and nodes, blobs, upload sessions, vulnerability records) use these.
+    # One lookup for all of them, now.
     await conn.fetchval(
-        "SELECT $1::int8[] IS NULL AND $2::int2[] IS NULL AND $3::bytea[] IS NULL", None, None, None
+        "SELECT $1::int8[] IS NULL AND $2::int2[] IS NULL AND $3::bytea[] IS NULL"
+        " AND $4::uuid[] IS NULL AND $5::timestamptz[] IS NULL",
+        *[None] * 5,
     )
 
 
