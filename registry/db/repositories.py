@@ -8,14 +8,18 @@ from registry.db.pool import Conn, Executor
 
 
 async def ensure(conn: Conn, name: str) -> int:
-    """The id of repository `name`, creating it if needed (inside the caller's transaction)."""
+    """The id of repository `name`, creating it if needed (inside the caller's transaction).
+    An existing row is never updated, so concurrent callers never queue behind each other's
+    transactions for it."""
     repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", name)
     if repo_id is None:
         repo_id = await conn.fetchval(
             """INSERT INTO repositories (name) VALUES ($1)
-               ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
+               ON CONFLICT (name) DO NOTHING RETURNING id""",
             name,
         )
+    if repo_id is None:  # created by a transaction that committed meanwhile
+        repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", name)
     return int(repo_id)
 
 
