@@ -89,19 +89,36 @@ class Copier:
         self._slots = asyncio.Semaphore(parallel)
         self._inflight: dict[Digest, asyncio.Future[bool]] = {}
 
+    async def blobs(
+        self,
+        source: ContentReader,
+        repository: str,
+        descs: Sequence[Descriptor],
+        result: CopyResult,
+    ) -> None:
+        """Make `descs` present in `repository`: one statement links those Zoll stores in
+        any repository; the rest are fetched, several at a time."""
+        wanted = list({d.digest: d for d in descs}.values())
+        linked = await blob_rows.link_stored_many(
+            self.registry.pool, repository, [d.digest for d in wanted]
+        )
+        for digest in linked:
+            result.blobs_reused += 1
+            self.progress.blob_finished(digest, fetched=False)
+        await asyncio.gather(
+            *(self.blob(source, repository, d, result) for d in wanted if d.digest not in linked)
+        )
+
     async def blob(
         self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult
     ) -> None:
-        """Make `desc` present in `repository`: link it if stored anywhere, else fetch it."""
-        if await blob_rows.link_stored(self.registry.pool, repository, desc.digest):
-            result.blobs_reused += 1
-            self.progress.blob_finished(desc.digest, fetched=False)
-            return
+        """Fetch `desc` into `repository`, or wait for the copy fetching it right now."""
         pending = self._inflight.get(desc.digest)
         if pending is not None:  # another copy is fetching it right now: wait and link
             await asyncio.shield(pending)
             if await blob_rows.link_stored(self.registry.pool, repository, desc.digest):
                 result.blobs_reused += 1
+                self.progress.blob_finished(desc.digest, fetched=False)
                 return
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._inflight[desc.digest] = future
@@ -157,9 +174,7 @@ class Copier:
             if len(wanted) != len(manifest.manifests):
                 manifest = _filtered_index(manifest, wanted)
         else:
-            await asyncio.gather(
-                *(self.blob(source, repository, d, result) for d in manifest.blob_references())
-            )
+            await self.blobs(source, repository, manifest.blob_references(), result)
         await store_manifest(self.registry, repository, manifest, list(tags), external=external)
         result.manifests += 1
         if attachments and result.digest == manifest.digest:
