@@ -14,6 +14,7 @@ Specs: sigstore/cosign `specs/SIGNATURE_SPEC.md`, `ATTESTATION_SPEC.md`, `BUNDLE
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -92,22 +93,31 @@ def _referrer_kind(artifact_type: str | None) -> Kind:
 
 
 async def _referrers(reader: ContentReader, subject: Digest) -> list[Descriptor]:
+    """Referrers from the API and from the referrers tag scheme (registries without the
+    API), asked at the same time."""
+    api, scheme = await asyncio.gather(
+        _referrers_api(reader, subject), _referrers_tag(reader, subject)
+    )
     found: dict[Digest, Descriptor] = {}
+    for desc in [*api, *scheme]:
+        found.setdefault(desc.digest, desc)
+    return sorted(found.values(), key=lambda d: str(d.digest))
+
+
+async def _referrers_api(reader: ContentReader, subject: Digest) -> list[Descriptor]:
     try:
-        for desc in await reader.referrers(subject):
-            found.setdefault(desc.digest, desc)
+        return list(await reader.referrers(subject))
     except (ContentNotFound, ManifestError, ContentCorrupt):
-        pass
-    # Referrers tag scheme, for registries without the referrers API.
+        return []
+
+
+async def _referrers_tag(reader: ContentReader, subject: Digest) -> list[Descriptor]:
     try:
         index = await reader.get_manifest(attached_tag(subject))
         parsed = parse_manifest(index.raw, index.media_type)
-        if parsed.is_index:
-            for desc in parsed.manifests:
-                found.setdefault(desc.digest, desc)
     except (ContentNotFound, ContentCorrupt, ManifestError):
-        pass
-    return sorted(found.values(), key=lambda d: str(d.digest))
+        return []
+    return list(parsed.manifests) if parsed.is_index else []
 
 
 async def discover(reader: ContentReader, subject: Digest) -> list[Attached]:
@@ -116,7 +126,8 @@ async def discover(reader: ContentReader, subject: Digest) -> list[Attached]:
     The mirror copies exactly these along with an image; verification reads them.
     """
     out: list[Attached] = []
-    tags = set(await reader.tags())
+    listed, referrers = await asyncio.gather(reader.tags(), _referrers(reader, subject))
+    tags = set(listed)
     for suffix, kind in TAG_SUFFIXES.items():
         tag = attached_tag(subject, suffix)
         if tag not in tags:
@@ -128,7 +139,7 @@ async def discover(reader: ContentReader, subject: Digest) -> list[Attached]:
         out.append(
             Attached("tag", kind, fetched.digest, fetched.media_type, len(fetched.raw), tag=tag)
         )
-    for desc in await _referrers(reader, subject):
+    for desc in referrers:
         out.append(
             Attached(
                 "referrers",
