@@ -4,12 +4,22 @@ Enqueueing is idempotent by key (a partial unique index over queued and running 
 Workers claim with `FOR UPDATE SKIP LOCKED` and hold a lease; a worker that dies stops
 renewing it, and the job is queued again once the lease runs out. Failures are retried
 with exponential backoff up to `max_attempts`, then the job is `failed` with its error.
+
+Enqueueing a job that is running right now marks it `rerun`: its inputs changed while it
+ran (a signature pushed while its image was being verified), so it is queued again when
+it ends instead of the request being lost.
+
+A job that queues its successor (the next stage of the same image) may keep it: the row
+is inserted already running under the same worker, which runs it next without a claim
+or a NOTIFY waking every idle worker (`Handoff`). It is an ordinary durable job all the
+same: if the worker dies first, it is queued again like any other job of that worker.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +36,22 @@ class Job:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
+
+
+@dataclass
+class Handoff:
+    """Lets the job a worker is running keep one job it queues, for `worker` to run next."""
+
+    worker: str
+    kinds: Collection[str]
+    job: Job | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.job is None and kind in self.kinds
+
+
+HANDOFF: ContextVar[Handoff | None] = ContextVar("zoll_job_handoff", default=None)
+"""Set by the runner around a job's handler; enqueue() looks at it."""
 
 
 class RetryLater(Exception):
@@ -50,22 +76,42 @@ class JobQueue:
     async def enqueue(
         self, kind: str, key: str, payload: dict[str, Any], *, delay: float = 0
     ) -> int | None:
-        """Queue a job unless one with the same key is queued or running; return its id."""
-        job_id = await self.pool.fetchval(
+        """Queue a job unless one with the same key is queued (then nothing happens) or
+        running (then it runs again when it ends); return the new job's id, if any.
+        Inside a running job, the first job it queues without delay is handed to it."""
+        handoff = HANDOFF.get()
+        holder = handoff.worker if handoff and delay == 0 and handoff.wants(kind) else None
+        row = await self.pool.fetchrow(
             """WITH queued AS (
-                 INSERT INTO jobs (kind, key, payload, max_attempts, run_after)
-                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                 ON CONFLICT (key) WHERE state IN ('queued', 'running') DO NOTHING
-                 RETURNING id)
-               SELECT id, pg_notify($6, $1) FROM queued""",
+                 INSERT INTO jobs (kind, key, payload, max_attempts, run_after,
+                                   state, worker, attempts, lease_until)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5),
+                         CASE WHEN $7::text IS NULL THEN 'queued' ELSE 'running' END, $7,
+                         CASE WHEN $7::text IS NULL THEN 0 ELSE 1 END,
+                         CASE WHEN $7::text IS NULL THEN NULL
+                              ELSE now() + make_interval(secs => $8) END)
+                 ON CONFLICT (key) WHERE state IN ('queued', 'running')
+                 DO UPDATE SET rerun = true
+                    WHERE jobs.state = 'running' AND jobs.started_at IS NOT NULL
+                 RETURNING id, xmax = 0 AS inserted)
+               SELECT id, inserted,
+                      CASE WHEN inserted AND $7::text IS NULL THEN pg_notify($6, $1) END
+               FROM queued""",
             kind,
             key,
             payload,
             self.max_attempts,
             delay,
             NOTIFY_CHANNEL,
+            holder,
+            self.lease_seconds,
         )
-        return None if job_id is None else int(job_id)
+        if row is None or not row["inserted"]:
+            return None
+        job_id = int(row["id"])
+        if handoff is not None and holder is not None:
+            handoff.job = Job(job_id, kind, key, payload, 1, self.max_attempts)
+        return job_id
 
     async def claim(self, worker: str, kinds: list[str]) -> Job | None:
         row = await self.pool.fetchrow(
@@ -94,34 +140,71 @@ class JobQueue:
             self.lease_seconds,
         )
 
-    async def complete(self, job: Job, result: dict[str, Any] | None = None) -> None:
+    async def complete(
+        self, job: Job, result: dict[str, Any] | None = None, *, then: Job | None = None
+    ) -> None:
+        """Mark `job` done (queued again if a rerun was asked for meanwhile) and, in the
+        same statement, `then` (a job handed to this worker) started."""
         await self.pool.execute(
-            """UPDATE jobs SET state = 'done', result = $2, lease_until = NULL,
-                      last_error = NULL, updated_at = now() WHERE id = $1""",
+            """WITH begun AS (
+                 UPDATE jobs SET started_at = now(), updated_at = now()
+                 WHERE id = $3 AND state = 'running'),
+               ended AS (
+                 UPDATE jobs SET state = CASE WHEN rerun THEN 'queued' ELSE 'done' END,
+                        attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
+                        run_after = CASE WHEN rerun THEN now() ELSE run_after END,
+                        rerun = false, result = $2, lease_until = NULL, last_error = NULL,
+                        updated_at = now()
+                 WHERE id = $1 RETURNING kind, state)
+               SELECT pg_notify($4, kind) FROM ended WHERE state = 'queued'""",
             job.id,
             result,
+            None if then is None else then.id,
+            NOTIFY_CHANNEL,
+        )
+
+    async def begin(self, job: Job) -> None:
+        """A job handed to this worker starts now."""
+        await self.pool.execute(
+            "UPDATE jobs SET started_at = now(), updated_at = now() WHERE id = $1", job.id
+        )
+
+    async def release(self, job: Job) -> None:
+        """Give a handed-over job that will not run here back to the queue."""
+        await self.pool.execute(
+            """WITH released AS (
+                 UPDATE jobs SET state = 'queued', attempts = attempts - 1, worker = NULL,
+                        lease_until = NULL, updated_at = now()
+                 WHERE id = $1 AND state = 'running' AND started_at IS NULL RETURNING kind)
+               SELECT pg_notify($2, kind) FROM released""",
+            job.id,
+            NOTIFY_CHANNEL,
         )
 
     async def fail(self, job: Job, error: str, *, permanent: bool = False) -> bool:
-        """Record a failure; True if the job will be retried."""
+        """Record a failure; True if the job will run again (retried, or a rerun was asked
+        for while it ran: then with a fresh set of attempts)."""
         retry = not permanent and job.attempts < job.max_attempts
         backoff = min(600.0, 2.0**job.attempts) * random.uniform(0.8, 1.2)
-        await self.pool.execute(
-            """UPDATE jobs SET state = $2, last_error = $3, lease_until = NULL,
-                      run_after = now() + make_interval(secs => $4), updated_at = now()
-               WHERE id = $1""",
+        state = await self.pool.fetchval(
+            """UPDATE jobs SET state = CASE WHEN $2 OR rerun THEN 'queued' ELSE 'failed' END,
+                      attempts = CASE WHEN rerun AND NOT $2 THEN 0 ELSE attempts END,
+                      run_after = now() + make_interval(
+                          secs => CASE WHEN $2 THEN $4 ELSE 0 END),
+                      rerun = false, last_error = $3, lease_until = NULL, updated_at = now()
+               WHERE id = $1 RETURNING state""",
             job.id,
-            "queued" if retry else "failed",
+            retry,
             error[:4000],
             backoff,
         )
-        return retry
+        return bool(state == "queued")
 
     async def postpone(self, job: Job, delay: float, reason: str) -> None:
         """Queue again later without spending an attempt (inputs not ready yet)."""
         await self.pool.execute(
             """UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL,
-                      last_error = $3, run_after = now() + make_interval(secs => $2),
+                      rerun = false, last_error = $3, run_after = now() + make_interval(secs => $2),
                       updated_at = now() WHERE id = $1""",
             job.id,
             delay,
@@ -134,7 +217,7 @@ class JobQueue:
             """UPDATE jobs SET state = CASE WHEN attempts < max_attempts
                                             THEN 'queued' ELSE 'failed' END,
                       last_error = coalesce(last_error, 'worker lost its lease'),
-                      lease_until = NULL, updated_at = now()
+                      rerun = false, lease_until = NULL, updated_at = now()
                WHERE state = 'running' AND lease_until < now()"""
         )
         return int(status.split()[-1])
@@ -155,7 +238,7 @@ class JobQueue:
             return 0
         status = await self.pool.execute(
             """UPDATE jobs SET state = 'queued', lease_until = NULL, updated_at = now(),
-                      last_error = coalesce(last_error, 'worker process died')
+                      rerun = false, last_error = coalesce(last_error, 'worker process died')
                WHERE id = ANY($1::bigint[]) AND state = 'running'""",
             dead,
         )

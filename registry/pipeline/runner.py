@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,15 @@ from registry.oci.digest import Digest, DigestError
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.pipeline import status
 from registry.pipeline.classify import classify
-from registry.pipeline.jobs import NOTIFY_CHANNEL, Job, JobQueue, Permanent, RetryLater
+from registry.pipeline.jobs import (
+    HANDOFF,
+    NOTIFY_CHANNEL,
+    Handoff,
+    Job,
+    JobQueue,
+    Permanent,
+    RetryLater,
+)
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.stages import STAGES, enqueue, run_stage
 
@@ -147,11 +155,33 @@ class PipelineRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
                 continue
-            await self.run(job)
+            await self.run(job, worker=name)
 
-    async def run(self, job: Job) -> None:
-        """Run one claimed job to its end (done, postponed, retried or failed)."""
+    async def run(
+        self, job: Job, *, worker: str | None = None, kinds: Collection[str] | None = None
+    ) -> list[Job]:
+        """Run a claimed job to its end (done, postponed, retried or failed), then every
+        job handed to this worker on the way (`kinds` it may take); return all it ran."""
+        handoff = Handoff(
+            worker or f"{self.worker}:run", HANDLERS.keys() if kinds is None else kinds
+        )
+        ran = [job]
+        while True:
+            try:
+                await self._run_one(ran[-1], handoff)
+            except asyncio.CancelledError:
+                if handoff.job is not None:  # not started: another worker takes it
+                    with contextlib.suppress(Exception):
+                        await self.svc.jobs.release(handoff.job)
+                raise
+            if handoff.job is None:
+                return ran
+            ran.append(handoff.job)
+            handoff.job = None
+
+    async def _run_one(self, job: Job, handoff: Handoff) -> None:
         keeper = asyncio.create_task(self._keep_lease(job))
+        token = HANDOFF.set(handoff)
         try:
             with acting_as(PIPELINE_ACTOR):
                 result = await HANDLERS[job.kind](self.svc, job)
@@ -168,11 +198,15 @@ class PipelineRunner:
             if not retried and job.kind in STAGES:
                 await self._reject(job, error)
         else:
-            await self.svc.jobs.complete(job, result)
+            await self.svc.jobs.complete(job, result, then=handoff.job)
+            return
         finally:
+            HANDOFF.reset(token)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+        if handoff.job is not None:
+            await self.svc.jobs.begin(handoff.job)
 
     async def _reject(self, job: Job, error: str) -> None:
         repo, digest = job.payload["repository"], job.payload["digest"]

@@ -189,14 +189,15 @@ async def _work(services: Any, parallel: int, *, with_pipeline: bool) -> list[di
                 await asyncio.sleep(0.05 if busy == 0 else 0.2)
                 continue
             idle = 0
-            await runner.run(job)
-            if job.kind == "mirror-image":
+            for ran in await runner.run(job, worker=f"{runner.worker}:cli{n}", kinds=kinds):
+                if ran.kind != "mirror-image":
+                    continue
                 row = await services.registry.pool.fetchrow(
-                    "SELECT state, last_error, result FROM jobs WHERE id = $1", job.id
+                    "SELECT state, last_error, result FROM jobs WHERE id = $1", ran.id
                 )
                 results.append(
                     {
-                        "job": job.payload,
+                        "job": ran.payload,
                         "state": row["state"],
                         "error": row["last_error"],
                         "result": row["result"],

@@ -1,0 +1,169 @@
+"""The durable job queue under the pipeline: a request made while a job runs is not lost,
+and a job handed to the worker that queued it is still an ordinary durable job."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.pipeline.jobs import HANDOFF, Handoff, Job
+from registry.pipeline.runner import HANDLERS, PipelineRunner
+from registry.pipeline.services import PipelineServices
+from tests.support.servers import LiveRegistry, live_registry, registry_config
+
+TEST_KINDS = ("test-first", "test-second", "test-gate")
+
+
+@pytest.fixture
+async def zoll(pg_dsn: str, tmp_path: Path) -> AsyncIterator[LiveRegistry]:
+    async with live_registry(registry_config(pg_dsn, tmp_path / "data", "filesystem", None)) as z:
+        yield z
+
+
+@pytest.fixture
+def handlers() -> Iterator[dict[str, Any]]:
+    """Job kinds of this test: `test-first` queues `test-second`; `test-gate` waits on an
+    event. Each records the order in which jobs ran."""
+    ran: list[str] = []
+    gate = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def first(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        ran.append(job.key)
+        await svc.jobs.enqueue("test-second", f"second:{job.key}", {})
+        return {}
+
+    async def second(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        ran.append(job.key)
+        return {}
+
+    async def gated(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        ran.append(job.key)
+        entered.set()
+        await gate.wait()
+        return {}
+
+    HANDLERS.update({"test-first": first, "test-second": second, "test-gate": gated})
+    yield {"ran": ran, "gate": gate, "entered": entered}
+    for kind in TEST_KINDS:
+        HANDLERS.pop(kind, None)
+
+
+async def states(zoll: LiveRegistry) -> dict[str, list[str]]:
+    rows = await zoll.registry.pool.fetch("SELECT key, state FROM jobs ORDER BY id")
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        out.setdefault(row["key"], []).append(row["state"])
+    return out
+
+
+async def test_a_request_while_the_job_runs_runs_it_again(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    runner = PipelineRunner(zoll.services)
+    assert await jobs.enqueue("test-gate", "gate", {}) is not None
+    assert await jobs.enqueue("test-gate", "gate", {}) is None  # queued already: one job
+    job = await jobs.claim("w", ["test-gate"])
+    assert job is not None
+    running = asyncio.create_task(runner.run(job))
+    await handlers["entered"].wait()
+    # Its inputs change while it runs (a signature pushed during verification).
+    assert await jobs.enqueue("test-gate", "gate", {}) is None
+    handlers["gate"].set()
+    await running
+    assert await states(zoll) == {"gate": ["queued"]}
+    again = await jobs.claim("w", ["test-gate"])
+    assert again is not None and again.id == job.id and again.attempts == 1
+    await runner.run(again)
+    assert handlers["ran"] == ["gate", "gate"]
+    assert await states(zoll) == {"gate": ["done"]}  # no third run nobody asked for
+
+
+async def test_a_handed_over_job_runs_next_in_the_same_worker(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    runner = PipelineRunner(zoll.services)
+    await jobs.enqueue("test-first", "a", {})
+    job = await jobs.claim("host:1:0", ["test-first"])
+    assert job is not None
+    ran = await runner.run(job, worker="host:1:0")
+    assert [j.kind for j in ran] == ["test-first", "test-second"]
+    assert handlers["ran"] == ["a", "second:a"]
+    rows = await zoll.registry.pool.fetch(
+        "SELECT kind, state, worker, attempts, started_at IS NOT NULL AS started FROM jobs"
+    )
+    assert {r["kind"]: (r["state"], r["worker"], r["attempts"], r["started"]) for r in rows} == {
+        "test-first": ("done", "host:1:0", 1, True),
+        "test-second": ("done", "host:1:0", 1, True),
+    }
+
+
+async def test_a_runner_that_may_not_take_the_kind_leaves_it_queued(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    await jobs.enqueue("test-first", "b", {})
+    job = await jobs.claim("cli", ["test-first"])
+    assert job is not None
+    ran = await PipelineRunner(zoll.services).run(job, kinds=["test-first"])
+    assert [j.kind for j in ran] == ["test-first"]
+    assert (await states(zoll))["second:b"] == ["queued"]
+    other = await jobs.claim("elsewhere", ["test-second"])
+    assert other is not None and other.key == "second:b"
+
+
+async def test_a_handed_over_job_of_a_dead_worker_is_queued_again(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    """The worker died after queueing the next stage and before starting it."""
+    jobs = zoll.services.jobs
+    await jobs.enqueue("test-first", "c", {})
+    job = await jobs.claim("host:999999:0", ["test-first"])
+    assert job is not None
+    first_handler = HANDLERS["test-first"]
+    handoff = Handoff("host:999999:0", ["test-second"])
+    token = HANDOFF.set(handoff)
+    try:
+        await first_handler(zoll.services, job)
+    finally:
+        HANDOFF.reset(token)
+    assert handoff.job is not None
+    assert (await states(zoll))["second:c"] == ["running"]
+    # Nobody else can take it while its worker lives …
+    assert await jobs.claim("other", ["test-second"]) is None
+    # … and once the process is gone, a restart queues it again.
+    assert await jobs.requeue_orphans("host", lambda pid: pid != 999999) == 2
+    again = await jobs.claim("other", ["test-second"])
+    assert again is not None and again.key == "second:c"
+
+
+async def test_a_cancelled_worker_gives_back_the_job_it_did_not_start(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+
+    async def first_then_wait(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        await svc.jobs.enqueue("test-second", f"second:{job.key}", {})
+        handlers["entered"].set()
+        await asyncio.Event().wait()  # stopped here
+        return {}
+
+    HANDLERS["test-first"] = first_then_wait
+    await jobs.enqueue("test-first", "d", {})
+    job = await jobs.claim("host:1:0", ["test-first"])
+    assert job is not None
+    task = asyncio.create_task(PipelineRunner(zoll.services).run(job, worker="host:1:0"))
+    await handlers["entered"].wait()
+    assert (await states(zoll))["second:d"] == ["running"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await states(zoll))["second:d"] == ["queued"]
+    again = await jobs.claim("other", ["test-second"])
+    assert again is not None and again.attempts == 1
