@@ -8,7 +8,7 @@ must happen after a manifest lands (the pipeline noticing it) happens in one pla
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from registry.db import blobs as blob_rows
 from registry.db import manifests as manifest_rows
@@ -110,7 +110,22 @@ async def store_manifest(
 ) -> None:
     """Store a validated manifest (refusing it if referenced content is missing) and tell
     the hooks. Raises RegistryError(MANIFEST_BLOB_UNKNOWN) naming everything missing."""
-    missing = await manifest_rows.put(registry.pool, repository, manifest, tags, request_id)
+    await store_manifests(
+        registry, repository, [(manifest, tags)], request_id=request_id, external=external
+    )
+
+
+async def store_manifests(
+    registry: Registry,
+    repository: str,
+    items: Sequence[tuple[Manifest, list[str]]],
+    *,
+    request_id: str | None = None,
+    external: bool = True,
+) -> None:
+    """Store several manifests (each with its tags) in one transaction: all or none, in
+    order, so that later ones may refer to earlier ones. Then tell the hooks of each."""
+    missing = await manifest_rows.put_many(registry.pool, repository, items, request_id)
     if missing:
         raise RegistryError(
             ErrorCode.MANIFEST_BLOB_UNKNOWN,
@@ -120,5 +135,6 @@ async def store_manifest(
                 ]
             },
         )
-    for hook in _HOOKS:
-        await hook(registry, repository, manifest, tags, external)
+    for manifest, tags in items:
+        for hook in _HOOKS:
+            await hook(registry, repository, manifest, tags, external)

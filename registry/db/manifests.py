@@ -7,6 +7,7 @@ so garbage collection cannot remove them in between.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,61 +144,93 @@ async def put(
     request_id: str | None = None,
 ) -> list[MissingReference]:
     """Store `manifest` (and point `tags` at it); return what is missing instead, if anything."""
-    async with pool.acquire() as conn, conn.transaction():
-        repo_id = await repositories.ensure(conn, name)
-        missing = await _check_references(conn, repo_id, manifest)
-        if missing:
-            return missing
-        digest = str(manifest.digest)
-        inserted = await conn.fetchval(
-            """INSERT INTO manifests (repository_id, digest, media_type, artifact_type,
-                   subject_digest, annotations, content, size)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT (repository_id, digest)
-                   DO UPDATE SET media_type = manifests.media_type  -- locks it against GC
-               RETURNING (xmax = 0) AS inserted""",
-            repo_id,
-            digest,
-            manifest.media_type,
-            manifest.effective_artifact_type,
-            str(manifest.subject.digest) if manifest.subject else None,
-            manifest.annotations or None,
-            manifest.raw,
-            len(manifest.raw),
-        )
-        if inserted:
-            blob_digests = sorted({str(d.digest) for d in manifest.blob_references()})
-            if blob_digests:
-                await conn.executemany(
-                    """INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest)
-                       VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
-                    [(repo_id, digest, b) for b in blob_digests],
-                )
-            child_digests = sorted({str(d.digest) for d in manifest.manifests})
-            if child_digests:
-                await conn.executemany(
-                    """INSERT INTO manifest_children (repository_id, parent_digest, child_digest)
-                       VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
-                    [(repo_id, digest, c) for c in child_digests],
-                )
-        changes = []
-        if inserted:
-            changes.append(
-                audit.Change(
-                    "manifest.push",
-                    name,
-                    digest,
-                    {"media_type": manifest.media_type, "size": len(manifest.raw)},
-                )
+    return await put_many(pool, name, [(manifest, tags)], request_id)
+
+
+class _Refused(Exception):
+    def __init__(self, missing: list[MissingReference]) -> None:
+        self.missing = missing
+
+
+async def put_many(
+    pool: asyncpg.Pool,
+    name: str,
+    items: Sequence[tuple[Manifest, list[str]]],
+    request_id: str | None = None,
+) -> list[MissingReference]:
+    """Store manifests (each with its tags) in one transaction, in order, so a later one
+    may refer to an earlier one; if anything is missing, store none and return it."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            repo_id = await repositories.ensure(conn, name)
+            changes: list[audit.Change] = []
+            for manifest, tags in items:
+                missing = await _check_references(conn, repo_id, manifest)
+                if missing:
+                    raise _Refused(missing)  # rolls back the ones stored before it
+                changes += await _insert(conn, repo_id, name, manifest, tags, request_id)
+            if changes:
+                await audit.record_all(conn, changes)  # last: see registry.audit.log
+    except _Refused as refused:
+        return refused.missing
+    return []
+
+
+async def _insert(
+    conn: Conn,
+    repo_id: int,
+    name: str,
+    manifest: Manifest,
+    tags: list[str],
+    request_id: str | None,
+) -> list[audit.Change]:
+    """Write one checked manifest and its tags; return what the audit log must say."""
+    digest = str(manifest.digest)
+    inserted = await conn.fetchval(
+        """INSERT INTO manifests (repository_id, digest, media_type, artifact_type,
+               subject_digest, annotations, content, size)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (repository_id, digest)
+               DO UPDATE SET media_type = manifests.media_type  -- locks it against GC
+           RETURNING (xmax = 0) AS inserted""",
+        repo_id,
+        digest,
+        manifest.media_type,
+        manifest.effective_artifact_type,
+        str(manifest.subject.digest) if manifest.subject else None,
+        manifest.annotations or None,
+        manifest.raw,
+        len(manifest.raw),
+    )
+    changes = []
+    if inserted:
+        blob_digests = sorted({str(d.digest) for d in manifest.blob_references()})
+        if blob_digests:
+            await conn.executemany(
+                """INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+                [(repo_id, digest, b) for b in blob_digests],
             )
-        for tag in tags:
-            moved, previous = await _point_tag(conn, repo_id, tag, digest, request_id)
-            if moved:
-                move = {"from": previous, "to": digest}
-                changes.append(audit.Change("tag.move", name, tag, move))
-        if changes:
-            await audit.record_all(conn, changes)  # last: see registry.audit.log
-        return []
+        child_digests = sorted({str(d.digest) for d in manifest.manifests})
+        if child_digests:
+            await conn.executemany(
+                """INSERT INTO manifest_children (repository_id, parent_digest, child_digest)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+                [(repo_id, digest, c) for c in child_digests],
+            )
+        changes.append(
+            audit.Change(
+                "manifest.push",
+                name,
+                digest,
+                {"media_type": manifest.media_type, "size": len(manifest.raw)},
+            )
+        )
+    for tag in tags:
+        moved, previous = await _point_tag(conn, repo_id, tag, digest, request_id)
+        if moved:
+            changes.append(audit.Change("tag.move", name, tag, {"from": previous, "to": digest}))
+    return changes
 
 
 async def _point_tag(

@@ -22,7 +22,6 @@ import structlog
 
 from attest.artifacts import (
     ZOLL_KEYID_ANNOTATION,
-    PushManifest,
     attestation_artifacts,
     cosign_tag,
 )
@@ -43,11 +42,11 @@ from policy.catalog import severity_rank
 from policy.context import ImageContext
 from policy.report import HardeningReport
 from policy.sbom.cyclonedx import PREDICATE_TYPE as CYCLONEDX_BOM
-from registry.content import RegistryReader, store_blobs, store_manifest
+from registry.content import RegistryReader, store_blobs, store_manifests
 from registry.db import manifests as manifest_rows
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
-from registry.oci.manifest import Manifest, parse_manifest
+from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
 from registry.pipeline.jobs import RetryLater
@@ -266,8 +265,8 @@ async def _attach(
 ) -> list[int]:
     """Attach signed and logged statements to the image both ways: one OCI referrer each,
     and one cosign `.att` manifest that adds all of them to what it held before (built
-    in memory, written once). Blobs, then referrers, go in parallel. Returns the log
-    indexes."""
+    in memory, written once). The blobs go in one batch, then all manifests in one
+    transaction. Returns the log indexes."""
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
     assert image is not None
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
@@ -300,14 +299,12 @@ async def _attach(
         if b.descriptor.digest in wanted
     }
     await store_blobs(svc.registry, repo, list(blobs.values()))
-
-    async def put(push: PushManifest, manifest: Manifest) -> None:
-        tags = [push.tag] if push.tag else []
-        await store_manifest(svc.registry, repo, manifest, tags, external=False)
-
-    *referrers, cosign = manifests
-    await asyncio.gather(*(put(*r) for r in referrers))
-    await put(*cosign)  # after the referrers: the tag is what cosign looks up
+    await store_manifests(
+        svc.registry,
+        repo,
+        [(manifest, [push.tag] if push.tag else []) for push, manifest in manifests],
+        external=False,
+    )
     return [item.entry.index for item in logged]
 
 
