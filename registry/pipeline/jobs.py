@@ -17,8 +17,9 @@ same: if the worker dies first, it is queued again like any other job of that wo
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -81,37 +82,52 @@ class JobQueue:
         Inside a running job, the first job it queues without delay is handed to it."""
         handoff = HANDOFF.get()
         holder = handoff.worker if handoff and delay == 0 and handoff.wants(kind) else None
-        row = await self.pool.fetchrow(
+        queued = await self._insert([(kind, key, payload)], delay, holder)
+        if not queued:
+            return None
+        if handoff is not None and holder is not None:
+            handoff.job = Job(queued[0], kind, key, payload, 1, self.max_attempts)
+        return queued[0]
+
+    async def enqueue_many(self, jobs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[int]:
+        """Queue (kind, key, payload) jobs in one statement, each as `enqueue` would (never
+        handed over); return the ids of those newly queued."""
+        return await self._insert(jobs, 0, None)
+
+    async def _insert(
+        self, jobs: Sequence[tuple[str, str, dict[str, Any]]], delay: float, holder: str | None
+    ) -> list[int]:
+        """Queued already: nothing to do. Running: run it again when it ends (not before
+        it started: a job handed over and not begun yet sees the new inputs anyway). With
+        `holder`, the new jobs are running under that worker and nobody is woken."""
+        unique = {key: (kind, payload) for kind, key, payload in jobs}
+        rows = await self.pool.fetch(
             """WITH queued AS (
                  INSERT INTO jobs (kind, key, payload, max_attempts, run_after,
                                    state, worker, attempts, lease_until)
-                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5),
-                         CASE WHEN $7::text IS NULL THEN 'queued' ELSE 'running' END, $7,
-                         CASE WHEN $7::text IS NULL THEN 0 ELSE 1 END,
-                         CASE WHEN $7::text IS NULL THEN NULL
-                              ELSE now() + make_interval(secs => $8) END)
+                 SELECT k, y, p::jsonb, $4, now() + make_interval(secs => $5),
+                        CASE WHEN $6::text IS NULL THEN 'queued' ELSE 'running' END, $6,
+                        CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END,
+                        CASE WHEN $6::text IS NULL THEN NULL
+                             ELSE now() + make_interval(secs => $7) END
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS j(k, y, p)
                  ON CONFLICT (key) WHERE state IN ('queued', 'running')
                  DO UPDATE SET rerun = true
                     WHERE jobs.state = 'running' AND jobs.started_at IS NOT NULL
-                 RETURNING id, xmax = 0 AS inserted)
+                 RETURNING id, kind, xmax = 0 AS inserted)
                SELECT id, inserted,
-                      CASE WHEN inserted AND $7::text IS NULL THEN pg_notify($6, $1) END
-               FROM queued""",
-            kind,
-            key,
-            payload,
+                      CASE WHEN inserted AND $6::text IS NULL THEN pg_notify($8, kind) END
+               FROM queued ORDER BY id""",
+            [kind for kind, _ in unique.values()],
+            list(unique),
+            [json.dumps(payload) for _, payload in unique.values()],
             self.max_attempts,
             delay,
-            NOTIFY_CHANNEL,
             holder,
             self.lease_seconds,
+            NOTIFY_CHANNEL,
         )
-        if row is None or not row["inserted"]:
-            return None
-        job_id = int(row["id"])
-        if handoff is not None and holder is not None:
-            handoff.job = Job(job_id, kind, key, payload, 1, self.max_attempts)
-        return job_id
+        return [int(r["id"]) for r in rows if r["inserted"]]
 
     async def claim(self, worker: str, kinds: list[str]) -> Job | None:
         row = await self.pool.fetchrow(

@@ -167,3 +167,27 @@ async def test_a_cancelled_worker_gives_back_the_job_it_did_not_start(
     assert (await states(zoll))["second:d"] == ["queued"]
     again = await jobs.claim("other", ["test-second"])
     assert again is not None and again.attempts == 1
+
+
+async def test_many_jobs_queued_at_once_behave_like_one_by_one(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    await jobs.enqueue("test-gate", "busy", {})
+    busy = await jobs.claim("w", ["test-gate"])
+    assert busy is not None
+    await jobs.begin(busy)
+    queued = await jobs.enqueue_many(
+        [
+            ("test-second", "x", {"n": 1}),
+            ("test-second", "y", {"n": 2}),
+            ("test-second", "x", {"n": 1}),  # the same job twice: queued once
+            ("test-gate", "busy", {}),  # running: runs again when it ends
+        ]
+    )
+    assert len(queued) == 2
+    assert await states(zoll) == {"busy": ["running"], "x": ["queued"], "y": ["queued"]}
+    rerun = await zoll.registry.pool.fetchval("SELECT rerun FROM jobs WHERE key = 'busy'")
+    assert rerun is True
+    claimed = [await jobs.claim("w", ["test-second"]) for _ in range(3)]
+    assert sorted((j.key, j.payload["n"]) for j in claimed if j) == [("x", 1), ("y", 2)]

@@ -149,9 +149,7 @@ async def _bookkeeping(args: argparse.Namespace) -> int:
         assert mirror_set is not None
         started = await pool.fetchval("SELECT now()")
         names = await apply_set(pool, *mirror_set)
-        jobs = JobQueue(pool)
-        for name in names:
-            await jobs.enqueue(*entry_job(mirror_set[0].name, name))
+        await JobQueue(pool).enqueue_many([entry_job(mirror_set[0].name, n) for n in names])
         if not args.wait:
             if args.json:
                 emit_json({"set": mirror_set[0].name, "entries": names, "queued": True})
