@@ -99,7 +99,7 @@ async def open_database(config: Config) -> AsyncIterator[asyncpg.Pool]:
         embedded = EmbeddedPostgres(config.data_dir / "postgres")
         dsn = await asyncio.to_thread(embedded.start)
     try:
-        pool = await create_pool(dsn, min_size=1, max_size=2)
+        pool = await create_pool(dsn, min_size=1, max_size=2, bulk=False)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)

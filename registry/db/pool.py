@@ -19,9 +19,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _json_codecs(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await _json_codecs(conn)
     # asyncpg looks up the codecs of array types once per connection, with a query that
     # costs milliseconds, the first time a statement uses one; the bulk statements (audit
     # events, log leaves and nodes, blobs, upload sessions, vulnerability records) use these.
@@ -37,13 +41,17 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset: nothing beyond asyncpg's rollback (see the module docstring)."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """A pool whose connections speak JSON for json/jsonb columns."""
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, bulk: bool = True
+) -> asyncpg.Pool:
+    """A pool whose connections speak JSON for json/jsonb columns; with `bulk`, each
+    also resolves the array codecs of the bulk statements when it opens (services do;
+    a CLI that sends a handful of queries would only wait for it)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
-        init=_init_connection,
+        init=_init_connection if bulk else _json_codecs,
         reset=_keep_session,
         command_timeout=60,
     )

@@ -142,7 +142,7 @@ async def _bookkeeping(args: argparse.Namespace) -> int:
     from registry.mirror.store import apply_set, entry_job
 
     mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
-    pool = await create_pool(resolve_dsn(args), min_size=1, max_size=2)
+    pool = await create_pool(resolve_dsn(args), min_size=1, max_size=2, bulk=False)
     try:
         if args.action == "status":
             return await _status(pool, args)
@@ -276,15 +276,13 @@ async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
     with transfer_progress(disable=as_json) as bars:
         task = bars.add_task(f"mirror set {set_name}", total=None)
         while True:
-            pending = await pool.fetchval(
-                """SELECT count(*) FROM jobs WHERE created_at >= $1
-                   AND state IN ('queued', 'running')""",
+            row = await pool.fetchrow(
+                """SELECT count(*) FILTER (WHERE state IN ('queued', 'running')) AS pending,
+                          count(*) FILTER (WHERE state IN ('done', 'failed')) AS done
+                   FROM jobs WHERE created_at >= $1""",
                 since,
             )
-            done = await pool.fetchval(
-                "SELECT count(*) FROM jobs WHERE created_at >= $1 AND state IN ('done', 'failed')",
-                since,
-            )
+            pending, done = row["pending"], row["done"]
             bars.update(task, completed=done, total=done + pending)
             if pending == 0:
                 break
