@@ -25,7 +25,12 @@ from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.manifest import Manifest, parse_manifest
-from registry.oci.reader import ContentReader
+from registry.oci.reader import ContentReader, read_verified
+
+SMALL_BLOB = 64 * 1024
+SMALL_BATCH = 16
+"""Blobs up to SMALL_BLOB (configs, signatures, attestations) are copied SMALL_BATCH at a
+time, held in memory, one transaction for all of them."""
 
 
 class CopyProgress(Protocol):
@@ -105,9 +110,53 @@ class Copier:
         for digest in linked:
             result.blobs_reused += 1
             self.progress.blob_finished(digest, fetched=False)
+        todo = [d for d in wanted if d.digest not in linked]
+        small = [d for d in todo if d.size <= SMALL_BLOB and d.digest not in self._inflight]
         await asyncio.gather(
-            *(self.blob(source, repository, d, result) for d in wanted if d.digest not in linked)
+            self._small_blobs(source, repository, small, result),
+            *(self.blob(source, repository, d, result) for d in todo if d not in small),
         )
+
+    async def _small_blobs(
+        self, source: ContentReader, repository: str, descs: list[Descriptor], result: CopyResult
+    ) -> None:
+        """Configs and other small blobs: fetched into memory and verified, then stored in
+        one batch (one transaction for all instead of one each)."""
+        for start in range(0, len(descs), SMALL_BATCH):
+            await self._small_batch(source, repository, descs[start : start + SMALL_BATCH], result)
+
+    async def _small_batch(
+        self, source: ContentReader, repository: str, descs: list[Descriptor], result: CopyResult
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        futures = {d.digest: loop.create_future() for d in descs}
+        self._inflight.update(futures)
+        try:
+            async with self._slots:
+                contents = await asyncio.gather(
+                    *(read_verified(source.open_blob(d.digest), d.digest, d.size) for d in descs)
+                )
+            for desc, data in zip(descs, contents, strict=True):
+                if len(data) != desc.size:
+                    raise RegistryError(
+                        ErrorCode.SIZE_INVALID,
+                        f"{desc.digest} is {len(data)} bytes, the manifest says {desc.size}",
+                    )
+            await self.registry.uploads.store_many(repository, contents)
+            for desc in descs:
+                result.blobs_fetched += 1
+                result.bytes_fetched += desc.size
+                self.progress.blob_finished(desc.digest, fetched=True)
+                futures[desc.digest].set_result(True)
+        except BaseException as exc:
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # waiting copies see it; do not warn about it here
+            raise
+        finally:
+            for digest in futures:
+                self._inflight.pop(digest, None)
 
     async def blob(
         self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult

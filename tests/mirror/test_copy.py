@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from attest.keys import PrivateKey
-from registry.mirror.copy import Copier
+from registry.mirror.copy import SMALL_BLOB, Copier
 from registry.oci.digest import Digest
 from registry.oci.reader import ContentCorrupt, OCILayoutReader
 from tests.attest_verify.cosign_writer import CosignWriter, LayoutSink
@@ -80,17 +80,22 @@ async def test_concurrent_copies_fetch_each_blob_once(
     assert sum(r.blobs_reused for r in results) == 3 * blobs
 
 
+@pytest.mark.parametrize("which", ["layer", "config"])  # streamed, and copied in a batch
 async def test_tampered_upstream_blob_is_refused(
     zoll: LiveRegistry,
     http: aiohttp.ClientSession,
     signed_layout: tuple[Path, Digest],
     tmp_path: Path,
+    which: str,
 ) -> None:
     layout, digest = signed_layout
     tampered = tmp_path / "tampered"
     shutil.copytree(layout, tampered)
     manifest = json.loads((tampered / "blobs" / "sha256" / digest.encoded).read_bytes())
-    layer = manifest["layers"][-1]["digest"].split(":")[1]
+    largest = max(manifest["layers"], key=lambda d: d["size"])
+    target = largest if which == "layer" else manifest["config"]
+    assert (target["size"] > SMALL_BLOB) == (which == "layer")
+    layer = target["digest"].split(":")[1]
     blob = tampered / "blobs" / "sha256" / layer
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
