@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import importlib
+import logging
 import os
 import pkgutil
 import shutil
@@ -12,6 +14,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from registry import __version__
 from registry.cli import commands
@@ -53,6 +56,24 @@ def _prepare_metrics(argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return _dispatch(argv)[0]
+
+
+def run() -> NoReturn:
+    """The `zoll` command. Commands that leave nothing running behind them (they say so
+    with `quick_exit`) end without the interpreter's teardown, which frees ~500 modules
+    and cost `zoll mirror status` ~70 ms of its ~330."""
+    code, quick = _dispatch(None)
+    if quick:
+        logging.shutdown()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _dispatch(argv: Sequence[str] | None) -> tuple[int, bool]:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # platformdirs, via pgserver
     _prepare_metrics(list(sys.argv[1:] if argv is None else argv))
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -62,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return 2, False
     try:
-        return handler(args)
+        return handler(args), bool(getattr(args, "quick_exit", False))
     except KeyboardInterrupt:
-        return 130
+        return 130, False
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         add_config_args(q)
         add_database_args(q)
         add_json_flag(q)
-        q.set_defaults(handler=_handler)
+        q.set_defaults(handler=_handler, quick_exit=True)  # starts nothing that outlives it
     for q in (apply, run):
         q.add_argument("--jobs", type=int, default=4, help="images copied at once")
 
