@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from registry.pipeline.jobs import HANDOFF, Handoff, Job
+from registry.pipeline.jobs import HANDOFF, Handoff, Job, JobQueue
 from registry.pipeline.runner import HANDLERS, PipelineRunner
 from registry.pipeline.services import PipelineServices
 from tests.support.servers import LiveRegistry, live_registry, registry_config
@@ -53,6 +53,14 @@ def handlers() -> Iterator[dict[str, Any]]:
         HANDLERS.pop(kind, None)
 
 
+async def queued_and_claimed(jobs: JobQueue, kind: str, key: str, worker: str) -> Job:
+    """A job of `kind`, queued and then claimed by `worker` (as the runner's loop does)."""
+    await jobs.enqueue(kind, key, {})
+    job = await jobs.claim(worker, [kind])
+    assert job is not None and job.key == key
+    return job
+
+
 async def states(zoll: LiveRegistry) -> dict[str, list[str]]:
     rows = await zoll.registry.pool.fetch("SELECT key, state FROM jobs ORDER BY id")
     out: dict[str, list[str]] = {}
@@ -89,9 +97,7 @@ async def test_a_handed_over_job_runs_next_in_the_same_worker(
 ) -> None:
     jobs = zoll.services.jobs
     runner = PipelineRunner(zoll.services)
-    await jobs.enqueue("test-first", "a", {})
-    job = await jobs.claim("host:1:0", ["test-first"])
-    assert job is not None
+    job = await queued_and_claimed(jobs, "test-first", "a", "host:1:0")
     ran = await runner.run(job, worker="host:1:0")
     assert [j.kind for j in ran] == ["test-first", "test-second"]
     assert handlers["ran"] == ["a", "second:a"]
@@ -108,9 +114,7 @@ async def test_a_runner_that_may_not_take_the_kind_leaves_it_queued(
     zoll: LiveRegistry, handlers: dict[str, Any]
 ) -> None:
     jobs = zoll.services.jobs
-    await jobs.enqueue("test-first", "b", {})
-    job = await jobs.claim("cli", ["test-first"])
-    assert job is not None
+    job = await queued_and_claimed(jobs, "test-first", "b", "cli")
     ran = await PipelineRunner(zoll.services).run(job, kinds=["test-first"])
     assert [j.kind for j in ran] == ["test-first"]
     assert (await states(zoll))["second:b"] == ["queued"]
@@ -123,9 +127,7 @@ async def test_a_handed_over_job_of_a_dead_worker_is_queued_again(
 ) -> None:
     """The worker died after queueing the next stage and before starting it."""
     jobs = zoll.services.jobs
-    await jobs.enqueue("test-first", "c", {})
-    job = await jobs.claim("host:999999:0", ["test-first"])
-    assert job is not None
+    job = await queued_and_claimed(jobs, "test-first", "c", "host:999999:0")
     first_handler = HANDLERS["test-first"]
     handoff = Handoff("host:999999:0", ["test-second"])
     token = HANDOFF.set(handoff)
@@ -155,9 +157,7 @@ async def test_a_cancelled_worker_gives_back_the_job_it_did_not_start(
         return {}
 
     HANDLERS["test-first"] = first_then_wait
-    await jobs.enqueue("test-first", "d", {})
-    job = await jobs.claim("host:1:0", ["test-first"])
-    assert job is not None
+    job = await queued_and_claimed(jobs, "test-first", "d", "host:1:0")
     task = asyncio.create_task(PipelineRunner(zoll.services).run(job, worker="host:1:0"))
     await handlers["entered"].wait()
     assert (await states(zoll))["second:d"] == ["running"]
@@ -173,9 +173,7 @@ async def test_many_jobs_queued_at_once_behave_like_one_by_one(
     zoll: LiveRegistry, handlers: dict[str, Any]
 ) -> None:
     jobs = zoll.services.jobs
-    await jobs.enqueue("test-gate", "busy", {})
-    busy = await jobs.claim("w", ["test-gate"])
-    assert busy is not None
+    busy = await queued_and_claimed(jobs, "test-gate", "busy", "w")
     await jobs.begin(busy)
     queued = await jobs.enqueue_many(
         [
