@@ -32,7 +32,8 @@ from registry.oci.digest import Digest
 from registry.oci.manifest import ManifestError, parse_manifest
 from registry.oci.reader import ContentCorrupt, ContentNotFound, ContentReader
 
-ANALYZER_VERSION: Final = "zoll-analyzer/1.0"
+ANALYZER_VERSION: Final = "zoll-analyzer/1.1"
+"""1.1: directories, links, devices and fifos carry no data (as Go's archive/tar reads them)."""
 MAX_CACHED_LAYER_ENTRIES: Final = 100_000
 """Layers with more entries are analysed every time (caching them would cost too much)."""
 _LAYER_SUFFIXES: Final = (".tar", "tar+gzip", "tar+zstd", "tar.gzip", "diff.tar.gzip")

@@ -232,7 +232,7 @@ class TarReader:
         merged = {**self._global, **pax}
         kind = _TYPES.get(typeflag, "other")
         name = header[0:100].split(b"\0", 1)[0]
-        if header[257:262] == b"ustar":
+        if header[257:263] == b"ustar\0":  # POSIX only: GNU headers keep atime/ctime there
             prefix = header[345:500].split(b"\0", 1)[0]
             if prefix:
                 name = prefix + b"/" + name
@@ -265,8 +265,9 @@ class TarReader:
             offset=offset,
             pax=pax,
         )
+        # Links, directories, devices and fifos carry no data whatever their size field
+        # says, as Go's archive/tar (containerd, buildah) reads them: skipping `size` bytes
+        # here would hide from the analysis the entries a runtime extracts from them.
         self._pending = size if kind in ("file", "other") else 0
         self._pad = -self._pending % BLOCK
-        if kind not in ("file", "other") and size:
-            self.stream.skip(size + (-size % BLOCK))
         return entry

@@ -23,7 +23,7 @@ from attest.tlog.store import TransparencyLog
 from attest.trust_policy import TrustPolicySet
 from attest.trustroot import TrustMaterial
 from policy.admission import AdmissionRule
-from policy.analyzer import LayerCache
+from policy.analyzer import ANALYZER_VERSION, LayerCache
 from policy.catalog import Catalog, load_catalog
 from policy.vuln import VulnStore
 from registry import __version__
@@ -94,9 +94,11 @@ class PipelineServices:
         )
 
     async def fingerprint(self, rule: NamespaceRule) -> str:
-        """Changes whenever the trust policy, the catalog or the vulnerability data do."""
+        """Changes whenever the trust policy, the catalog, the vulnerability data or the
+        analyzer (a fix in how layers are read) do."""
         data = await self.vulns.fingerprint()
         parts = [
+            ANALYZER_VERSION,
             self.trust_policy_sha256,
             self.catalog(rule).digest,
             data.digest,

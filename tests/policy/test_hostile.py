@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -295,3 +296,31 @@ def test_layer_that_does_not_match_its_diff_id_is_corrupt(tmp_path: Path) -> Non
     result = probe(tmp_path)
     assert [f["kind"] for f in result["findings"]] == ["corrupt"]
     assert "does not match the config's diff_id" in result["findings"][0]["message"]
+
+
+def _header(info: tarfile.TarInfo, declared: int) -> bytes:
+    """A ustar header whose size field says `declared` whatever the entry's type."""
+    info.size = declared
+    raw = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    raw[124:136] = b"%011o\0" % declared
+    raw[148:156] = b"        "
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    return bytes(raw)
+
+
+async def test_entries_hidden_behind_a_sized_directory_header_are_seen(tmp_path: Path) -> None:
+    """Go's archive/tar (what containerd and buildah extract with) gives a directory no
+    data whatever its size field says, so the entries after it are extracted: the
+    analysis must not skip them as the directory's 'content'."""
+    secret = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+    key = member("app/.ssh/id_ed25519", mode=0o600)
+    hidden = _header(key, len(secret)) + secret + bytes(-len(secret) % 512)
+    visible = tar_bytes([(member("app/readme.txt"), b"nothing to see\n")])
+    layer = _header(member("app/", tarfile.DIRTYPE, 0o755), len(hidden)) + hidden + visible
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:  # Python's tarfile agrees with Go
+        assert tar.getnames() == ["app", "app/.ssh/id_ed25519", "app/readme.txt"]
+    layout = _image(tmp_path, [(layer, mt.OCI_LAYER)])
+    reader = OCILayoutReader(layout)
+    analysis = await analyze_image(reader, (await reader.get_manifest("latest")).digest)
+    assert analysis.complete and analysis.tree.files == 2
+    assert any(f.kind == "secret" and "id_ed25519" in f.path for f in analysis.findings)
