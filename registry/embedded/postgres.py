@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import pgserver
 import structlog
 
 log = structlog.get_logger("zoll.embedded")
@@ -28,6 +27,8 @@ class EmbeddedPostgres:
     def start(self) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(self.folder)
+        import pgserver  # only a starting server needs it (CLI tools just read the socket)
+
         self._server = pgserver.get_server(  # type: ignore[attr-defined]
             str(self.folder), cleanup_mode="stop"
         )
