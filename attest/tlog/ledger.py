@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,44 +69,80 @@ class AttestationLedger:
         self, envelope: Envelope, *, subject: Digest, repository: str
     ) -> StoredAttestation:
         """Store a signed envelope (idempotent: the same envelope is stored once)."""
-        statement: dict[str, Any] = envelope_statement(envelope)
-        if not any(
-            s["digest"].get(subject.algorithm) == subject.encoded for s in statement["subject"]
-        ):
-            raise ValueError(f"the statement does not name {subject} as a subject")
-        if not envelope.signatures:
-            raise ValueError("the envelope is not signed")
-        raw = envelope.to_bytes()
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                f"""INSERT INTO attestations
-                      (subject_digest, repository, predicate_type, keyid, envelope, envelope_sha256)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    ON CONFLICT (envelope_sha256)
-                      DO UPDATE SET envelope_sha256 = EXCLUDED.envelope_sha256
-                    RETURNING {_COLUMNS}""",  # noqa: S608 - fixed column list
-                str(subject),
-                repository,
-                statement["predicateType"],
-                envelope.signatures[0].keyid,
-                raw,
-                hashlib.sha256(raw).hexdigest(),
-            )
-        assert row is not None
-        return StoredAttestation.from_row(row)
+        [stored] = await self.record_many([envelope], subject=subject, repository=repository)
+        return stored
+
+    async def record_many(
+        self, envelopes: Sequence[Envelope], *, subject: Digest, repository: str
+    ) -> list[StoredAttestation]:
+        """Store signed envelopes about one subject in one statement, each once."""
+        for envelope in envelopes:
+            statement: dict[str, Any] = envelope_statement(envelope)
+            if not any(
+                s["digest"].get(subject.algorithm) == subject.encoded for s in statement["subject"]
+            ):
+                raise ValueError(f"the statement does not name {subject} as a subject")
+            if not envelope.signatures:
+                raise ValueError("the envelope is not signed")
+        raws = {e.to_bytes(): e for e in envelopes}
+        rows = await self.pool.fetch(
+            f"""INSERT INTO attestations
+                  (subject_digest, repository, predicate_type, keyid, envelope, envelope_sha256)
+                SELECT $1, $2, p, k, e, s
+                FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[]) AS a(p, k, e, s)
+                ON CONFLICT (envelope_sha256)
+                  DO UPDATE SET envelope_sha256 = EXCLUDED.envelope_sha256
+                RETURNING {_COLUMNS}""",  # noqa: S608 - fixed column list
+            str(subject),
+            repository,
+            [envelope_statement(e)["predicateType"] for e in raws.values()],
+            [e.signatures[0].keyid for e in raws.values()],
+            list(raws),
+            [hashlib.sha256(raw).hexdigest() for raw in raws],
+        )
+        stored = {bytes(row["envelope"]): StoredAttestation.from_row(row) for row in rows}
+        return [stored[e.to_bytes()] for e in envelopes]
 
     async def log_attestation(self, stored: StoredAttestation) -> LoggedAttestation:
         """Append a recorded attestation (a no-op returning the entry if already logged)."""
-        [entry] = await self.log.append([attestation_record(stored.envelope, stored.id)])
-        return LoggedAttestation(await self.get(stored.id), entry)
+        [logged] = await self.log_attestations([stored])
+        return logged
+
+    async def log_attestations(
+        self, stored: Sequence[StoredAttestation]
+    ) -> list[LoggedAttestation]:
+        """Append recorded attestations in one log commit (those logged already keep their
+        entries)."""
+        entries = await self.log.append([attestation_record(s.envelope, s.id) for s in stored])
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM attestations WHERE id = ANY($1::bigint[])",  # noqa: S608
+            [s.id for s in stored],
+        )
+        fresh = {row["id"]: StoredAttestation.from_row(row) for row in rows}
+        return [LoggedAttestation(fresh[s.id], e) for s, e in zip(stored, entries, strict=True)]
 
     async def sign_and_log(
         self, statement: dict[str, Any], signer: Signer, *, subject: Digest, repository: str
     ) -> LoggedAttestation:
         """The whole path for the pipeline: sign, record, log."""
-        envelope = await asyncio.to_thread(sign_statement, statement, signer)
-        stored = await self.record(envelope, subject=subject, repository=repository)
-        return await self.log_attestation(stored)
+        [logged] = await self.sign_and_log_many(
+            [statement], signer, subject=subject, repository=repository
+        )
+        return logged
+
+    async def sign_and_log_many(
+        self,
+        statements: Sequence[dict[str, Any]],
+        signer: Signer,
+        *,
+        subject: Digest,
+        repository: str,
+    ) -> list[LoggedAttestation]:
+        """Statements about one image signed, recorded and logged together: one statement
+        records them, one log commit appends them."""
+        envelopes = await asyncio.to_thread(lambda: [sign_statement(s, signer) for s in statements])
+        stored = await self.record_many(envelopes, subject=subject, repository=repository)
+        return await self.log_attestations(stored)
 
     async def get(self, attestation_id: int) -> StoredAttestation:
         async with self.pool.acquire() as conn:

@@ -13,7 +13,6 @@ admitted when all of them are.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -331,12 +330,9 @@ async def _attest(
         statements["sbom"] = statement([subject(repo, subject_digest)], CYCLONEDX_BOM, row["sbom"])
     if row["rebuild"] and row["rebuild"].get("statement"):
         statements["rebuild"] = row["rebuild"]["statement"]
-    # Signed and logged together: the log's group commit takes them in one transaction.
-    logged = await asyncio.gather(
-        *(
-            svc.ledger.sign_and_log(s, svc.keyring.signer, subject=subject_digest, repository=repo)
-            for s in statements.values()
-        )
+    # Signed, recorded and logged together: one statement, one log commit.
+    logged = await svc.ledger.sign_and_log_many(
+        list(statements.values()), svc.keyring.signer, subject=subject_digest, repository=repo
     )
     attached = await _attach(svc, repo, subject_digest, logged)
     indexes = dict(zip(statements, attached, strict=True))

@@ -162,6 +162,32 @@ async def test_an_attestation_is_logged_once_and_links_to_its_leaf(pool: asyncpg
         )
 
 
+async def test_an_images_statements_are_logged_together(pool: asyncpg.Pool) -> None:
+    """The pipeline's VSA, hardening result and SBOM of one image: one record statement,
+    one log commit, consecutive entries, each linked to its attestation."""
+    key = PrivateKey.generate()
+    log = TransparencyLog(pool, key, ORIGIN)
+    ledger = AttestationLedger(log)
+    digest = Digest.of(b"image")
+    bom = st.statement([st.subject("opendesk/app", digest)], "https://cyclonedx.org/bom", {})
+    statements = [vsa_for(digest), bom]
+    logged = await ledger.sign_and_log_many(statements, key, subject=digest, repository="r/a")
+    assert [e.entry.index for e in logged] == [0, 1] and await log.size() == 2
+    assert [e.attestation.predicate_type for e in logged] == [st.VSA_V1, bom["predicateType"]]
+    assert all(e.attestation.log_index == e.entry.index for e in logged)
+    assert all(e.attestation.status == "logged" for e in logged)
+    head = verify_checkpoint((await log.checkpoint()).to_text(), [log.verifier], origin=ORIGIN)
+    for item in logged:
+        proof = await log.inclusion_proof(item.entry.index, 2)
+        verify_inclusion(item.entry.index, 2, item.entry.leaf_hash, proof.hashes, head.root)
+    # The same envelopes again: stored and logged once.
+    envelopes = [item.attestation.envelope for item in logged]
+    again = await ledger.record_many(envelopes, subject=digest, repository="r/a")
+    assert [a.id for a in again] == [item.attestation.id for item in logged]
+    relogged = await ledger.log_attestations(again)
+    assert [e.entry.index for e in relogged] == [0, 1] and await log.size() == 2
+
+
 async def test_repair_logs_what_was_signed_before_a_crash(pool: asyncpg.Pool) -> None:
     key = PrivateKey.generate()
     ledger = AttestationLedger(TransparencyLog(pool, key, ORIGIN))
