@@ -7,7 +7,6 @@ from typing import Any
 
 import asyncpg
 
-from registry.db import repositories
 from registry.pipeline.classify import Kind
 
 _REPO = "(SELECT id FROM repositories WHERE name = $1)"
@@ -15,16 +14,15 @@ _REPO = "(SELECT id FROM repositories WHERE name = $1)"
 
 async def ensure(pool: asyncpg.Pool, repository: str, digest: str, kind: Kind, state: str) -> None:
     """Create the row for a newly stored manifest (existing rows are kept)."""
-    async with pool.acquire() as conn:
-        repo_id = await repositories.lookup(conn, repository)
-        await conn.execute(
-            """INSERT INTO image_status (repository_id, digest, kind, state)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
-            repo_id,
-            digest,
-            kind,
-            state,
-        )
+    await pool.execute(
+        """INSERT INTO image_status (repository_id, digest, kind, state)
+           SELECT id, $2, $3, $4 FROM repositories WHERE name = $1
+           ON CONFLICT DO NOTHING""",
+        repository,
+        digest,
+        kind,
+        state,
+    )
 
 
 async def get(pool: asyncpg.Pool, repository: str, digest: str) -> asyncpg.Record | None:
