@@ -46,9 +46,12 @@ class Handoff:
     worker: str
     kinds: Collection[str]
     job: Job | None = None
+    closed: bool = False
+    """Set when the worker's chain of jobs has ended: a task a handler left running that
+    queues something later must not hand it to a worker that will not run it."""
 
     def wants(self, kind: str) -> bool:
-        return self.job is None and kind in self.kinds
+        return not self.closed and self.job is None and kind in self.kinds
 
 
 HANDOFF: ContextVar[Handoff | None] = ContextVar("zoll_job_handoff", default=None)

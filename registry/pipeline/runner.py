@@ -166,18 +166,21 @@ class PipelineRunner:
             worker or f"{self.worker}:run", HANDLERS.keys() if kinds is None else kinds
         )
         ran = [job]
-        while True:
-            try:
-                await self._run_one(ran[-1], handoff)
-            except asyncio.CancelledError:
-                if handoff.job is not None:  # not started: another worker takes it
-                    with contextlib.suppress(Exception):
-                        await self.svc.jobs.release(handoff.job)
-                raise
-            if handoff.job is None:
-                return ran
-            ran.append(handoff.job)
-            handoff.job = None
+        try:
+            while True:
+                try:
+                    await self._run_one(ran[-1], handoff)
+                except asyncio.CancelledError:
+                    if handoff.job is not None:  # not started: another worker takes it
+                        with contextlib.suppress(Exception):
+                            await self.svc.jobs.release(handoff.job)
+                    raise
+                if handoff.job is None:
+                    return ran
+                ran.append(handoff.job)
+                handoff.job = None
+        finally:
+            handoff.closed = True
 
     async def _run_one(self, job: Job, handoff: Handoff) -> None:
         keeper = asyncio.create_task(self._keep_lease(job))

@@ -189,3 +189,29 @@ async def test_many_jobs_queued_at_once_behave_like_one_by_one(
     assert rerun is True
     claimed = [await jobs.claim("w", ["test-second"]) for _ in range(3)]
     assert sorted((j.key, j.payload["n"]) for j in claimed if j) == [("x", 1), ("y", 2)]
+
+
+async def test_a_job_queued_after_its_worker_moved_on_is_not_held(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    """A task a handler leaves behind may queue work later: it goes to the queue, not to
+    a worker that has finished its chain and will never run it."""
+    jobs = zoll.services.jobs
+    later = asyncio.Event()
+    left_behind: list[asyncio.Task[int | None]] = []
+
+    async def first_leaves_a_task(svc: PipelineServices, job: Job) -> dict[str, Any]:
+        async def queue_later() -> int | None:
+            await later.wait()
+            return await svc.jobs.enqueue("test-second", f"second:{job.key}", {})
+
+        left_behind.append(asyncio.create_task(queue_later()))
+        return {}
+
+    HANDLERS["test-first"] = first_leaves_a_task
+    job = await queued_and_claimed(jobs, "test-first", "e", "host:1:0")
+    ran = await PipelineRunner(zoll.services).run(job, worker="host:1:0")
+    assert [j.kind for j in ran] == ["test-first"]
+    later.set()
+    assert await left_behind[0] is not None
+    assert (await states(zoll))["second:e"] == ["queued"]
