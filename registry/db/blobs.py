@@ -31,11 +31,12 @@ class BlobInfo:
 
 async def lock_digest(conn: Conn, digest: Digest | str) -> None:
     """Serialise lifecycle changes of one blob until the transaction ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(digest))
+    await _lock_digests(conn, [digest])
 
 
-async def _lock_digests(conn: Conn, digests: Sequence[Digest]) -> None:
-    """`lock_digest` for several blobs, in one order for everyone (no deadlocks)."""
+async def _lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
+    """`lock_digest` for several blobs, in one order for everyone (no deadlocks); the one
+    place that says which advisory lock key a blob has."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
         sorted({str(d) for d in digests}),
@@ -71,12 +72,6 @@ async def in_repository(
     if row is None:
         return None
     return BlobInfo(digest, int(row["size"]), row["storage_key"])
-
-
-async def stored(conn: Executor, digest: Digest) -> BlobInfo | None:
-    """The blob if Zoll stores it in any repository."""
-    row = await conn.fetchrow("SELECT size, storage_key FROM blobs WHERE digest = $1", str(digest))
-    return None if row is None else BlobInfo(digest, int(row["size"]), row["storage_key"])
 
 
 async def _stored_many(conn: Executor, digests: Sequence[Digest]) -> dict[Digest, BlobInfo]:
