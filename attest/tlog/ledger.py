@@ -76,7 +76,9 @@ class AttestationLedger:
         self, envelopes: Sequence[Envelope], *, subject: Digest, repository: str
     ) -> list[StoredAttestation]:
         """Store signed envelopes about one subject in one statement, each once."""
-        for envelope in envelopes:
+        raws = [e.to_bytes() for e in envelopes]
+        unique: dict[bytes, tuple[Envelope, dict[str, Any]]] = {}
+        for envelope, raw in zip(envelopes, raws, strict=True):
             statement: dict[str, Any] = envelope_statement(envelope)
             if not any(
                 s["digest"].get(subject.algorithm) == subject.encoded for s in statement["subject"]
@@ -84,7 +86,7 @@ class AttestationLedger:
                 raise ValueError(f"the statement does not name {subject} as a subject")
             if not envelope.signatures:
                 raise ValueError("the envelope is not signed")
-        raws = {e.to_bytes(): e for e in envelopes}
+            unique[raw] = (envelope, statement)
         rows = await self.pool.fetch(
             f"""INSERT INTO attestations
                   (subject_digest, repository, predicate_type, keyid, envelope, envelope_sha256)
@@ -95,13 +97,13 @@ class AttestationLedger:
                 RETURNING {_COLUMNS}""",  # noqa: S608 - fixed column list
             str(subject),
             repository,
-            [envelope_statement(e)["predicateType"] for e in raws.values()],
-            [e.signatures[0].keyid for e in raws.values()],
-            list(raws),
-            [hashlib.sha256(raw).hexdigest() for raw in raws],
+            [statement["predicateType"] for _, statement in unique.values()],
+            [envelope.signatures[0].keyid for envelope, _ in unique.values()],
+            list(unique),
+            [hashlib.sha256(raw).hexdigest() for raw in unique],
         )
         stored = {bytes(row["envelope"]): StoredAttestation.from_row(row) for row in rows}
-        return [stored[e.to_bytes()] for e in envelopes]
+        return [stored[raw] for raw in raws]
 
     async def log_attestation(self, stored: StoredAttestation) -> LoggedAttestation:
         """Append a recorded attestation (a no-op returning the entry if already logged)."""
