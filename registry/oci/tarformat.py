@@ -6,11 +6,14 @@ each other, and with Go's `archive/tar` that container runtimes extract layers w
 where headers are and what they say. Headers are parsed by hand (ustar, GNU, PAX): numbers
 in octal or base-256, both checksum conventions, PAX records checked against their
 lengths; anything malformed is a `TarError` naming the offset. Nothing is buffered beyond
-one header's payload.
+one header's payload. `TarWalker` walks the entries (extension headers applied, which
+kinds carry data decided here, once); each reader turns a `RawEntry` into its own record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 BLOCK: Final = 512
@@ -165,3 +168,125 @@ def parse_pax(payload: bytes, offset: int, errors: str) -> dict[str, str]:
         records[key.decode("utf-8", errors)] = value.decode("utf-8", errors)
         pos += length
     return records
+
+
+@dataclass(slots=True)
+class RawEntry:
+    """One entry as its headers say, extension headers (PAX, GNU long names) applied."""
+
+    offset: int
+    header: bytes
+    kind: str
+    name: str
+    linkname: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    """Bytes of data that follow: 0 for header-only kinds whatever the size field says."""
+    pax: dict[str, str]
+    """This entry's own PAX records."""
+    merged: dict[str, str]
+    """Global PAX records overlaid with this entry's."""
+
+
+class TarWalker:
+    """Walk the entries of one layer; data the caller does not read is skipped. Names are
+    decoded with `errors`; an extension header over `max_header_bytes` or a name over
+    `max_path_bytes` raises `limit(name, message)` (each reader's own exception)."""
+
+    def __init__(
+        self,
+        stream: TarBytes,
+        *,
+        max_header_bytes: int,
+        max_path_bytes: int,
+        errors: str,
+        limit: Callable[[str, str], Exception],
+    ) -> None:
+        self.stream = stream
+        self._max_header = max_header_bytes
+        self._max_path = max_path_bytes
+        self._errors = errors
+        self._limit = limit
+        self._pending = 0
+        self._pad = 0
+        self._global: dict[str, str] = {}
+
+    def _payload(self, size: int, what: str, offset: int) -> bytes:
+        if size > self._max_header:
+            raise self._limit(
+                "max_header_bytes",
+                f"a {what} header of {size} bytes at offset {offset} exceeds {self._max_header}",
+            )
+        data = self.stream.exact(size) if size else b""
+        if data is None:
+            raise TarError(f"the archive ends inside a {what} header at offset {offset}")
+        self.stream.skip(-size % BLOCK)
+        return data
+
+    def data(self, chunk: int) -> Iterator[bytes]:
+        """The current entry's content in pieces of at most `chunk` bytes."""
+        while self._pending:
+            piece = self.stream.take(min(self._pending, chunk))
+            self._pending -= len(piece)
+            yield piece
+
+    def next(self) -> RawEntry | None:
+        """The next entry, or None at the end of the archive."""
+        if self._pending or self._pad:
+            self.stream.skip(self._pending + self._pad)
+            self._pending = self._pad = 0
+        pax: dict[str, str] = {}
+        long_name: str | None = None
+        long_link: str | None = None
+        while True:
+            offset = self.stream.offset
+            header = self.stream.exact(BLOCK)
+            if header is None or header == bytes(BLOCK):
+                return None
+            if not checksum_ok(header):
+                raise TarError(f"bad header checksum at offset {offset}")
+            flag = header[156:157]
+            size = number(header[124:136], "size", offset)
+            if flag in (b"x", b"g"):
+                records = parse_pax(self._payload(size, "PAX", offset), offset, self._errors)
+                (self._global if flag == b"g" else pax).update(records)
+                continue
+            if flag in (b"L", b"K"):
+                value = text(self._payload(size, "GNU long name", offset), self._errors)
+                if flag == b"L":
+                    long_name = value
+                else:
+                    long_link = value
+                continue
+            break
+        merged = {**self._global, **pax}
+        kind = KINDS.get(flag, "other")
+        name = merged.get("path") or long_name or text(raw_name(header), self._errors)
+        if len(name.encode("utf-8", "surrogateescape")) > self._max_path:
+            raise self._limit(
+                "max_path_bytes", f"a name at offset {offset} is longer than {self._max_path}"
+            )
+        if "size" in merged:
+            try:
+                size = int(merged["size"])
+            except ValueError:
+                raise TarError(f"the PAX size is not a number at offset {offset}") from None
+        uid, gid = merged.get("uid", ""), merged.get("gid", "")
+        entry = RawEntry(
+            offset=offset,
+            header=header,
+            kind=kind,
+            name=name,
+            linkname=merged.get("linkpath") or long_link or text(header[157:257], self._errors),
+            mode=number(header[100:108], "mode", offset) & 0o7777,
+            uid=int(uid) if uid.isdigit() else number(header[108:116], "uid", offset),
+            gid=int(gid) if gid.isdigit() else number(header[116:124], "gid", offset),
+            size=size if kind in ("file", "other") else 0,
+            pax=pax,
+            merged=merged,
+        )
+        self._pending = entry.size
+        self._pad = -entry.size % BLOCK
+        return entry
