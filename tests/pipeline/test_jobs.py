@@ -61,6 +61,13 @@ async def queued_and_claimed(jobs: JobQueue, kind: str, key: str, worker: str) -
     return job
 
 
+async def taken_elsewhere(jobs: JobQueue, key: str) -> Job:
+    """The queued `test-second` job `key`, claimed by some other worker."""
+    job = await jobs.claim("elsewhere", ["test-second"])
+    assert job is not None and job.key == key
+    return job
+
+
 async def states(zoll: LiveRegistry) -> dict[str, list[str]]:
     rows = await zoll.registry.pool.fetch("SELECT key, state FROM jobs ORDER BY id")
     out: dict[str, list[str]] = {}
@@ -118,8 +125,7 @@ async def test_a_runner_that_may_not_take_the_kind_leaves_it_queued(
     ran = await PipelineRunner(zoll.services).run(job, kinds=["test-first"])
     assert [j.kind for j in ran] == ["test-first"]
     assert (await states(zoll))["second:b"] == ["queued"]
-    other = await jobs.claim("elsewhere", ["test-second"])
-    assert other is not None and other.key == "second:b"
+    await taken_elsewhere(jobs, "second:b")
 
 
 async def test_a_handed_over_job_of_a_dead_worker_is_queued_again(
@@ -141,8 +147,7 @@ async def test_a_handed_over_job_of_a_dead_worker_is_queued_again(
     assert await jobs.claim("other", ["test-second"]) is None
     # … and once the process is gone, a restart queues it again.
     assert await jobs.requeue_orphans("host", lambda pid: pid != 999999) == 2
-    again = await jobs.claim("other", ["test-second"])
-    assert again is not None and again.key == "second:c"
+    await taken_elsewhere(jobs, "second:c")
 
 
 async def test_a_cancelled_worker_gives_back_the_job_it_did_not_start(
@@ -165,8 +170,8 @@ async def test_a_cancelled_worker_gives_back_the_job_it_did_not_start(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await states(zoll))["second:d"] == ["queued"]
-    again = await jobs.claim("other", ["test-second"])
-    assert again is not None and again.attempts == 1
+    again = await taken_elsewhere(jobs, "second:d")
+    assert again.attempts == 1
 
 
 async def test_many_jobs_queued_at_once_behave_like_one_by_one(
