@@ -28,18 +28,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import structlog
 
 from registry import audit
 from registry.db import blobs as blob_rows
 from registry.db import uploads as sessions
 from registry.db.pool import session_lock
 from registry.http.state import Registry
+from registry.logs import get_logger
 from registry.metrics import GC_DELETED, GC_RUNS
 from registry.oci.digest import Digest, DigestError
 from registry.storage.base import StorageError
 
-log = structlog.get_logger("zoll.gc")
+log = get_logger("zoll.gc")
 GC_LOCK = 0x5A4F4743  # "ZOGC"
 
 _KEPT = """

@@ -18,7 +18,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from registry.auth.bootstrap import ensure_admin
@@ -29,10 +28,11 @@ from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.gc import collect
 from registry.http.app import build_app
+from registry.logs import get_logger
 from registry.memory import tune_malloc
 from registry.service import close_registry, open_registry
 
-log = structlog.get_logger("zoll.server")
+log = get_logger("zoll.server")
 
 
 def _with(config: Config, **sections: dict[str, Any]) -> Config:

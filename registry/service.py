@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import structlog
-
 from registry.auth.service import open_auth
 from registry.config import Config
 from registry.db.migrate import migrate
 from registry.db.pool import create_pool
 from registry.http.state import Registry
+from registry.logs import get_logger
 from registry.oci.hashing import RESUMABLE
 from registry.storage.base import BlobDriver
 from registry.storage.budget import ByteBudget
@@ -16,7 +15,7 @@ from registry.storage.filesystem import FilesystemDriver
 from registry.storage.s3 import S3Driver
 from registry.uploads import UploadService
 
-log = structlog.get_logger("zoll.service")
+log = get_logger("zoll.service")
 
 
 class StartupError(RuntimeError):

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
-import structlog
 
 from registry.config import UploadConfig
 from registry.db import blobs as blob_rows
 from registry.db import uploads as sessions
+from registry.logs import get_logger
 from registry.oci.digest import Digest
 from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.hashing import ResumableHasher
@@ -30,7 +30,7 @@ from registry.storage.base import BlobDriver, StorageError, UploadLost, UploadWr
 from registry.storage.budget import ByteBudget
 
 CHUNK = 1 << 20
-log = structlog.get_logger("zoll.uploads")
+log = get_logger("zoll.uploads")
 
 
 class ByteSource(Protocol):

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import asyncpg
-import structlog
 from aiohttp import web
 
 from registry import audit
@@ -33,8 +32,9 @@ from registry.auth.ratelimit import LoginGuard
 from registry.auth.roles import Grants
 from registry.auth.tokens import TokenAuthority, TokenClaims, TokenError, UnknownKey
 from registry.config import Config
+from registry.logs import get_logger
 
-log = structlog.get_logger("zoll.auth")
+log = get_logger("zoll.auth")
 MAX_NAME = 128
 
 

@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import structlog
 
-log = structlog.get_logger("zoll.embedded")
+from registry.logs import get_logger
+
+log = get_logger("zoll.embedded")
 DATABASE = "zoll"
 
 

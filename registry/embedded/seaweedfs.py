@@ -18,11 +18,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import structlog
-
 from registry.embedded.ports import free_port
+from registry.logs import get_logger
 
-log = structlog.get_logger("zoll.embedded")
+log = get_logger("zoll.embedded")
 
 
 def weed_binary() -> str:

@@ -12,15 +12,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import structlog
 from aiohttp import web
 
 from registry.api.router import ApiError
 from registry.http.state import request_id
+from registry.logs import get_logger
 from registry.oci.errors import ErrorCode, RegistryError
 from registry.storage.base import StorageError
 
-log = structlog.get_logger("zoll.http")
+log = get_logger("zoll.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from registry.http.errors import Handler
 from registry.http.state import REQUEST_ID
+from registry.logs import get_logger
 from registry.metrics import REQUEST_SECONDS, REQUESTS
 
-log = structlog.get_logger("zoll.access")
+log = get_logger("zoll.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 

@@ -19,9 +19,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import structlog
-
 from registry.config import PullThroughRule
+from registry.logs import get_logger
 from registry.oci.client import RemoteReader
 from registry.oci.digest import Digest, is_digest
 from registry.oci.errors import ErrorCode, RegistryError
@@ -29,7 +28,7 @@ from registry.oci.reader import ContentCorrupt, ContentNotFound
 from registry.pipeline import status
 from registry.pipeline.services import PipelineServices
 
-log = structlog.get_logger("zoll.pullthrough")
+log = get_logger("zoll.pullthrough")
 _INFLIGHT: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
 _CHECKED: OrderedDict[tuple[str, str], float] = OrderedDict()
 """When this process last learned where each pulled-through tag points upstream."""

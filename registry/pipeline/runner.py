@@ -16,11 +16,11 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import asyncpg
-import structlog
 
 from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
 from registry.http.state import Registry
+from registry.logs import get_logger
 from registry.oci.digest import Digest, DigestError
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.pipeline import status
@@ -37,7 +37,7 @@ from registry.pipeline.jobs import (
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.stages import STAGES, enqueue, run_stage
 
-log = structlog.get_logger("zoll.pipeline")
+log = get_logger("zoll.pipeline")
 JobHandler = Callable[[PipelineServices, Job], Awaitable[dict[str, Any] | None]]
 HANDLERS: dict[str, JobHandler] = {}
 Periodic = Callable[[PipelineServices], Awaitable[int]]

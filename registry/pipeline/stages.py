@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from attest.artifacts import (
     ZOLL_KEYID_ANNOTATION,
     attestation_artifacts,
@@ -43,6 +41,7 @@ from policy.report import HardeningReport
 from policy.sbom.cyclonedx import PREDICATE_TYPE as CYCLONEDX_BOM
 from registry.content import RegistryReader, store_blobs, store_manifests
 from registry.db import manifests as manifest_rows
+from registry.logs import get_logger
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
@@ -51,7 +50,7 @@ from registry.pipeline import status
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
 
-log = structlog.get_logger("zoll.pipeline")
+log = get_logger("zoll.pipeline")
 STAGES = ("verify", "scan", "rebuild", "attest", "admit")
 
 

@@ -1,13 +1,23 @@
 """`zoll mirror apply|status` starts in a fraction of a second because it loads only what
 queueing work for the service needs: no object-store client, no embedded-server
-launcher, no analyzer or sigstore (each cost the command tens of milliseconds)."""
+launcher, no analyzer or sigstore, no structlog or rich until something is logged or shown
+(each cost the command tens of milliseconds)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("pgserver", "boto3", "aiobotocore", "aiohttp", "sigstore", "policy.analyzer")
+HEAVY = (
+    "pgserver",
+    "boto3",
+    "aiobotocore",
+    "aiohttp",
+    "sigstore",
+    "policy.analyzer",
+    "structlog",
+    "rich",
+)
 
 
 def test_the_mirror_command_loads_no_heavy_library() -> None:

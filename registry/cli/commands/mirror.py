@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from registry.cli.commands.serve import add_config_args
 from registry.cli.database import NoDatabase, add_database_args, cli_config, resolve_dsn
-from registry.cli.output import add_json_flag, console, emit_json, transfer_progress
+from registry.cli.output import add_json_flag, console, emit_json, table, transfer_progress
 from registry.mirror.sets import MirrorSet, MirrorSetError
 from registry.oci.digest import Digest
 from registry.pipeline.jobs import JobQueue
@@ -235,7 +233,7 @@ def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, servi
     if as_json:
         emit_json({"seconds": round(elapsed, 2), "images": results, "failed": len(failed)})
         return 1 if failed else 0
-    table = Table(
+    rows = table(
         "entry",
         "reference",
         "digest",
@@ -246,7 +244,7 @@ def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, servi
     )
     for r in results:
         res = r["result"] or {}
-        table.add_row(
+        rows.add_row(
             f"{r['job']['set']}/{r['job']['entry']}",
             r["job"]["reference"],
             (res.get("digest") or "")[:19],
@@ -254,7 +252,7 @@ def _summary(results: list[dict[str, Any]], elapsed: float, as_json: bool, servi
             f"{res.get('blobs_fetched', 0)}/{res.get('blobs_reused', 0)}",
             _verdict(r),
         )
-    console.print(table)
+    console.print(rows)
     return 1 if failed else 0
 
 
@@ -311,11 +309,11 @@ async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
             }
         )
         return 1 if failed else 0
-    table = Table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
+    shown = table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
     for r in rows:
         colour = "green" if r["state"] == "admitted" else "yellow"
-        table.add_row(r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]")
-    console.print(table)
+        shown.add_row(r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]")
+    console.print(shown)
     for r in failed:
         console.print(f"[red]failed[/] {r['payload'].get('reference', '')}: {r['last_error']}")
     return 1 if failed else 0
@@ -339,16 +337,16 @@ async def _status(pool: Any, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(data)
         return 0
-    table = Table("set/entry", "images", "last run", "next run", "error", title="mirror entries")
+    shown = table("set/entry", "images", "last run", "next run", "error", title="mirror entries")
     for r in rows:
-        table.add_row(
+        shown.add_row(
             f"{r['set_name']}/{r['name']}",
             str(r["images"]),
             str(r["last_run_at"] or "never"),
             str(r["next_run_at"]),
             r["last_error"] or "",
         )
-    console.print(table)
+    console.print(shown)
     if jobs:
         console.print("pending: " + ", ".join(f"{k} {v}" for k, v in jobs.items()))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
-import structlog
 
 from registry.oci.client import scopes as sc
 from registry.oci.client.errors import (
@@ -35,7 +35,7 @@ from registry.oci.hashing import ResumableHasher
 if TYPE_CHECKING:
     from registry.oci.client.transport import Transport
 
-log = structlog.get_logger("registry.oci.client")
+log = logging.getLogger("registry.oci.client")
 
 _CONTENT_RANGE: Final = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 INLINE_HASH: Final = 256 * 1024
@@ -123,7 +123,9 @@ async def stream_blob(
                     attempts=resumes,
                 ) from exc
             delay = transport.retry.delay(resumes, None)
-            log.info("resuming blob", digest=str(digest), offset=received, delay=delay)
+            log.info(
+                "resuming blob", extra={"digest": str(digest), "offset": received, "delay": delay}
+            )
             await transport.sleep(delay)
             continue
         if total is not None and received < total:

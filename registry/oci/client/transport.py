@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from typing import Final, NoReturn
 
 import aiohttp
-import structlog
 from yarl import URL
 
 from registry.oci.client import scopes as sc
@@ -46,7 +46,9 @@ from registry.oci.client.scopes import Scope
 from registry.oci.manifest import MAX_MANIFEST_BYTES
 from registry.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 
-log = structlog.get_logger("registry.oci.client")
+# Plain stdlib logging: the shared vocabulary depends on nothing of the service; the
+# service routes these records (with their `extra` fields) through its own renderer.
+log = logging.getLogger("registry.oci.client")
 
 USER_AGENT: Final = "zoll-oci-client/1"
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -319,7 +321,15 @@ class Transport:
                 never_sent = isinstance(exc, aiohttp.ClientConnectorError)
                 if replayable and attempt < self.retry.attempts and (is_idempotent or never_sent):
                     delay = self.retry.delay(attempt, None)
-                    log.info("retrying", method=method, url=str(url), error=str(exc), delay=delay)
+                    log.info(
+                        "retrying",
+                        extra={
+                            "method": method,
+                            "url": str(url),
+                            "error": str(exc),
+                            "delay": delay,
+                        },
+                    )
                     await self.sleep(delay)
                     continue
                 raise TransportError(
@@ -347,7 +357,13 @@ class Transport:
                 if replayable and attempt < self.retry.attempts and not too_long:
                     delay = self.retry.delay(attempt, retry_after)
                     log.info(
-                        "retrying", method=method, url=str(url), status=resp.status, delay=delay
+                        "retrying",
+                        extra={
+                            "method": method,
+                            "url": str(url),
+                            "status": resp.status,
+                            "delay": delay,
+                        },
                     )
                     resp.release()
                     await self.sleep(delay)

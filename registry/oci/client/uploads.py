@@ -10,6 +10,7 @@ opener that streams from an offset) is uploaded anew in a fresh session.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote
 
 import aiohttp
-import structlog
 from yarl import URL
 
 from registry.oci.client import scopes as sc
@@ -35,7 +35,7 @@ from registry.oci.digest import Digest, DigestError
 if TYPE_CHECKING:
     from registry.oci.client.transport import Transport
 
-log = structlog.get_logger("registry.oci.client")
+log = logging.getLogger("registry.oci.client")
 
 BlobOpener = Callable[[int], AsyncIterator[bytes]]
 """Streams a blob's content from a byte offset; lets an upload restart or resume."""
@@ -258,7 +258,10 @@ class BlobUpload:
                     raise
                 await self.t.sleep(self.t.retry.delay(attempt, None))
                 committed, location = await self.status(location)
-                log.info("resuming upload", offset=committed, chunk_end=end, error=str(exc))
+                log.info(
+                    "resuming upload",
+                    extra={"offset": committed, "chunk_end": end, "error": str(exc)},
+                )
                 if committed >= end:
                     return location
                 if committed < offset:
@@ -317,7 +320,7 @@ async def push_blob(
                 if isinstance(exc, _UploadLost):
                     raise TransportError(str(exc), url=f"{host}/{name}", attempts=attempt) from exc
                 raise
-            log.info("restarting upload", digest=str(digest), error=str(exc))
+            log.info("restarting upload", extra={"digest": str(digest), "error": str(exc)})
             await transport.sleep(transport.retry.delay(attempt, None))
 
 
