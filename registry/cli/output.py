@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 _console: Console | None = None
 
 
-def _rich_console() -> Console:
+def rich_console() -> Console:
+    """The console itself, for rich objects that take one (`Progress(console=...)`)."""
     global _console
     if _console is None:
         from rich.console import Console
@@ -30,8 +31,11 @@ def _rich_console() -> Console:
 
 
 class _LazyConsole:
+    """Stands in for the console until it is used; hand rich `rich_console()` instead
+    (rich enters a console as a context manager, which a stand-in cannot forward)."""
+
     def __getattr__(self, attr: str) -> Any:
-        return getattr(_rich_console(), attr)
+        return getattr(rich_console(), attr)
 
 
 console = cast("Console", _LazyConsole())
@@ -72,7 +76,7 @@ def transfer_progress(*, disable: bool = False) -> Progress:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=_rich_console(),
+        console=rich_console(),
         disable=disable,
         transient=False,
     )

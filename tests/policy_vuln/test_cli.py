@@ -59,7 +59,7 @@ async def test_import_zip_and_vex_then_status(
     assert [run["kind"] for run in status["imports"]] == ["vex", "osv"]
 
     code, _, err = await zoll("vulndb", "import", str(archive), "--dsn", pg_dsn)
-    assert code == 0
+    assert code == 0, err
     assert "data fingerprint: sha256:" in err and "unchanged" in err
 
 

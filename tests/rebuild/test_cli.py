@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry.cli.main import main
-from registry.cli.output import console
+from registry.cli.output import rich_console
 from tests.rebuild.project import BUSYBOX_FILES, Project
 from tests.support.servers import S3Server, live_registry, registry_config
 from tests.support.tools import run, skopeo
@@ -28,7 +28,7 @@ RUN echo stable > /stable
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Messages are matched whole, so the console must not wrap them."""
-    monkeypatch.setattr(console, "width", 300)
+    monkeypatch.setattr(rich_console(), "width", 300)
 
 
 def recipe(tmp_path: Path, project: Project, **extra: str) -> str:

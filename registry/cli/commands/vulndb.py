@@ -22,7 +22,7 @@ from policy.vuln import (
     import_vex,
 )
 from registry.cli.database import NoDatabase, add_database_args, resolve_dsn
-from registry.cli.output import add_json_flag, console, emit_json
+from registry.cli.output import add_json_flag, console, emit_json, rich_console
 from registry.db.migrate import migrate
 
 
@@ -67,7 +67,7 @@ async def _run_import(args: argparse.Namespace) -> tuple[ImportSummary, list[Vex
             MofNCompleteColumn(),
             _RateColumn(),
             TextColumn("{task.fields[detail]}"),
-            console=console,
+            console=rich_console(),
             disable=args.json,
         ) as bar:
             task = bar.add_task(args.path.name, total=None, detail="")
