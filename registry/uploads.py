@@ -192,37 +192,22 @@ class UploadService:
             raise
 
     async def store_many(self, name: str, contents: Sequence[bytes]) -> list[blob_rows.BlobInfo]:
-        """Content this process holds in memory (attestation layers, their configs), stored
-        together: one statement opens their sessions, one transaction publishes them all.
-        The digests are computed here from the bytes themselves."""
+        """Content this process holds in memory (small mirrored blobs, attestation layers
+        and their configs), stored in one transaction. Each new blob goes straight to its
+        content key while its digest lock is held, so it needs no upload session and no
+        staging copy; a crash in between leaves an unrecorded object that GC sweeps. The
+        digests are computed here from the bytes themselves."""
         by_digest = {Digest.of(data): data for data in contents}
-        ids = [uuid.uuid4() for _ in by_digest]
-        await sessions.create(self.pool, name, ids, {}, lease_seconds=self.config.lease_seconds)
-        writers: dict[uuid.UUID, UploadWriter | None] = dict.fromkeys(ids)
-
-        async def write(session_id: uuid.UUID, data: bytes) -> UploadWriter:
-            state = await self.driver.begin_upload(str(session_id))
-            writer = await self.driver.resume_upload(str(session_id), state, 0)
-            writers[session_id] = writer
-            await writer.write([data])
-            return writer
-
-        try:
-            written = await asyncio.gather(
-                *(write(i, data) for i, data in zip(ids, by_digest.values(), strict=True))
+        verified = [
+            blob_rows.Verified(
+                digest, len(data), functools.partial(self.driver.put, digest, data), _nothing
             )
-            verified = [
-                blob_rows.Verified(
-                    digest, writer.size, functools.partial(writer.commit, digest), writer.abort
-                )
-                for digest, writer in zip(by_digest, written, strict=True)
-            ]
-            return await blob_rows.finalize_many(self.pool, name, verified, ids)
-        except BaseException as exc:
-            await self._drop(writers)
-            if isinstance(exc, StorageError):
-                raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
-            raise
+            for digest, data in by_digest.items()
+        ]
+        try:
+            return await blob_rows.finalize_many(self.pool, name, verified)
+        except StorageError as exc:
+            raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
 
     async def _drop(self, uploads: dict[uuid.UUID, UploadWriter | None]) -> None:
         """Undo single-call uploads that failed: their data (through the writer when
@@ -377,3 +362,7 @@ async def _quietly(awaitable: Awaitable[object]) -> None:
         await awaitable
     except Exception as exc:  # cleanup must not hide the original error
         log.warning("cleanup failed", error=str(exc))
+
+
+async def _nothing() -> None:
+    """Nothing to discard: bytes stored with `put` are written only when new."""

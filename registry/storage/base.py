@@ -88,6 +88,12 @@ class BlobDriver(Protocol):
         """Remove an upload's data (cancel, expiry, failed verification)."""
         ...
 
+    async def put(self, digest: Digest, data: bytes) -> str:
+        """Store verified bytes held in memory as blob `digest` in one call, complete or
+        not at all; return the key. No upload session: callers hold the digest lock
+        until the blob row is recorded, so GC's orphan sweep cannot take it meanwhile."""
+        ...
+
     async def stat(self, key: str) -> int | None:
         """Size of the object at `key`, or None."""
         ...

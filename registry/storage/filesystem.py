@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.oci.digest import Digest
-from registry.storage.base import BlobMissing, DriverState, StoredObject, UploadLost
+from registry.storage.base import BlobMissing, DriverState, StorageError, StoredObject, UploadLost
 
 CHUNK = 1 << 20
 IOV_MAX = 1024
@@ -114,6 +115,14 @@ def _remove_upload_folder(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _remove_upload(path: Path) -> None:
+    """An upload's folder, or the file a `put` was writing when the process died."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 class FilesystemDriver:
     """Blobs as files under `root`."""
 
@@ -149,15 +158,41 @@ class FilesystemDriver:
         await asyncio.to_thread(create)
         return {}
 
+    async def put(self, digest: Digest, data: bytes) -> str:
+        key = content_key(digest)
+        target = self.root / key
+        partial = self.root / "uploads" / f"put-{uuid.uuid4()}"
+
+        def write_and_move() -> None:
+            try:
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    if self.fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.replace(target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+
+        try:
+            await asyncio.to_thread(write_and_move)
+        except OSError as exc:
+            raise StorageError(f"cannot store {digest}: {exc}") from exc
+        return key
+
     async def resume_upload(
         self, upload_id: str, state: DriverState, size: int
     ) -> _FileUploadWriter:
         return _FileUploadWriter(self._upload_path(upload_id), size, self.fsync)
 
     async def discard_upload(self, upload_id: str, state: DriverState) -> None:
-        await asyncio.to_thread(
-            shutil.rmtree, self.root / "uploads" / upload_id, ignore_errors=True
-        )
+        await asyncio.to_thread(_remove_upload, self.root / "uploads" / upload_id)
 
     async def stat(self, key: str) -> int | None:
         try:

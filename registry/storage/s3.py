@@ -255,6 +255,11 @@ class S3Driver:
     async def begin_upload(self, upload_id: str) -> DriverState:
         return {}
 
+    async def put(self, digest: Digest, data: bytes) -> str:
+        key = content_key(digest)
+        await self.call("put_object", Key=self.key(key), Body=data)
+        return key
+
     async def resume_upload(self, upload_id: str, state: DriverState, size: int) -> _S3UploadWriter:
         writer = _S3UploadWriter(self, upload_id, state, size)
         await writer.load_tail()

@@ -3,11 +3,15 @@ what is stored already is linked, the rest published, all of it readable and aud
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
+import pytest
 
 from registry.audit import EventFilter, events
 from registry.content import store_blobs
 from registry.oci.digest import Digest
+from registry.oci.errors import ErrorCode, RegistryError
 from tests.support.oci import push_blob, sha256
 from tests.support.servers import LiveRegistry
 
@@ -39,3 +43,29 @@ async def test_a_batch_links_what_exists_and_publishes_the_rest(
     assert again == [Digest.of(b) for b in fresh]
     assert {o.key async for o in zoll.registry.driver.list_blobs()} == keys
     assert not [u async for u, _ in zoll.registry.driver.list_uploads()]
+
+
+@pytest.mark.parametrize("driver", ["filesystem"])  # the failure is injected into its writes
+async def test_a_batch_the_storage_refuses_leaves_nothing_behind(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails part-way (a full disk, an I/O error on fsync) fails the batch
+    with "unavailable"; no blob of it is recorded, readable or left half-written."""
+    fresh = [b"layer one", b"layer two"]
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(RegistryError) as failed:
+        await store_blobs(zoll.registry, "attached", fresh)
+    monkeypatch.undo()
+
+    assert failed.value.code is ErrorCode.UNAVAILABLE
+    assert await zoll.registry.pool.fetchval("SELECT count(*) FROM blobs") == 0
+    assert not [o async for o in zoll.registry.driver.list_blobs()]
+    assert not [u async for u, _ in zoll.registry.driver.list_uploads()]
+    for data in fresh:
+        async with http.get(f"{zoll.url}/v2/attached/blobs/{sha256(data)}") as r:
+            assert r.status == 404
+    assert await store_blobs(zoll.registry, "attached", fresh) == [Digest.of(b) for b in fresh]
