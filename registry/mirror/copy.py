@@ -19,6 +19,7 @@ from typing import Protocol
 from attest.cosign import discover
 from registry.content import store_manifest
 from registry.db import blobs as blob_rows
+from registry.db.pool import session_lock
 from registry.http.state import Registry
 from registry.oci import mediatypes as mt
 from registry.oci.descriptor import Descriptor
@@ -27,6 +28,8 @@ from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.oci.reader import ContentReader, read_verified
 
+FETCH_POLL = 0.025
+"""How often a copy waiting for another process's fetch of the same blob looks again."""
 SMALL_BLOB = 64 * 1024
 SMALL_BATCH = 16
 """Blobs up to SMALL_BLOB (configs, signatures, attestations) are copied SMALL_BATCH at a
@@ -161,29 +164,21 @@ class Copier:
     async def blob(
         self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult
     ) -> None:
-        """Fetch `desc` into `repository`, or wait for the copy fetching it right now."""
+        """Fetch `desc` into `repository`, or wait for the copy fetching it right now: in
+        this process (a shared future) or in another worker process (a PostgreSQL lock
+        held while fetching), then link what it stored."""
         pending = self._inflight.get(desc.digest)
         if pending is not None:  # another copy is fetching it right now: wait and link
             await asyncio.shield(pending)
-            if await blob_rows.link_stored(self.registry.pool, repository, desc.digest):
-                result.blobs_reused += 1
-                self.progress.blob_finished(desc.digest, fetched=False)
+            if await self._reuse(repository, desc.digest, result):
                 return
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._inflight[desc.digest] = future
         try:
-            async with self._slots:
-                self.progress.blob_started(desc.digest, desc.size)
-                body = _StreamSource(source.open_blob(desc.digest), desc.digest, self.progress)
-                info = await self.registry.uploads.monolithic(repository, desc.digest, body)
-            if info.size != desc.size:
-                raise RegistryError(
-                    ErrorCode.SIZE_INVALID,
-                    f"{desc.digest} is {info.size} bytes, the manifest says {desc.size}",
-                )
-            result.blobs_fetched += 1
-            result.bytes_fetched += body.received
-            self.progress.blob_finished(desc.digest, fetched=True)
+            while not await self._fetch_once(source, repository, desc, result):
+                await asyncio.sleep(FETCH_POLL)  # another process fetches it: look again
+                if await self._reuse(repository, desc.digest, result):
+                    break
             future.set_result(True)
         except BaseException as exc:
             future.set_exception(exc)
@@ -191,6 +186,38 @@ class Copier:
             raise
         finally:
             self._inflight.pop(desc.digest, None)
+
+    async def _reuse(self, repository: str, digest: Digest, result: CopyResult) -> bool:
+        if await blob_rows.link_stored(self.registry.pool, repository, digest) is None:
+            return False
+        result.blobs_reused += 1
+        self.progress.blob_finished(digest, fetched=False)
+        return True
+
+    async def _fetch_once(
+        self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult
+    ) -> bool:
+        """Fetch and store `desc` under its fetch lock; False when another process holds
+        the lock (it is fetching the same blob)."""
+        async with (
+            self._slots,
+            self.registry.pool.acquire() as conn,
+            session_lock(conn, _fetch_lock_key(desc.digest), wait=False) as mine,
+        ):
+            if not mine:
+                return False
+            self.progress.blob_started(desc.digest, desc.size)
+            body = _StreamSource(source.open_blob(desc.digest), desc.digest, self.progress)
+            info = await self.registry.uploads.monolithic(repository, desc.digest, body)
+        if info.size != desc.size:
+            raise RegistryError(
+                ErrorCode.SIZE_INVALID,
+                f"{desc.digest} is {info.size} bytes, the manifest says {desc.size}",
+            )
+        result.blobs_fetched += 1
+        result.bytes_fetched += body.received
+        self.progress.blob_finished(desc.digest, fetched=True)
+        return True
 
     async def manifest(
         self,
@@ -271,3 +298,9 @@ def _filtered_index(index: Manifest, keep: list[Descriptor]) -> Manifest:
     )
     raw = json.dumps(body, separators=(",", ":")).encode()
     return parse_manifest(raw, index.media_type)
+
+
+def _fetch_lock_key(digest: Digest) -> int:
+    """The session advisory lock held while a blob is fetched: 56 bits of its digest as a
+    negative key, apart from Zoll's fixed (positive) lock keys."""
+    return -1 - int.from_bytes(bytes.fromhex(digest.encoded[:14]), "big")

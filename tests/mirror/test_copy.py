@@ -80,6 +80,45 @@ async def test_concurrent_copies_fetch_each_blob_once(
     assert sum(r.blobs_reused for r in results) == 3 * blobs
 
 
+class FetchLog:
+    """A copy's progress reporter that remembers which blobs it fetched."""
+
+    def __init__(self) -> None:
+        self.fetched: list[Digest] = []
+
+    def blob_started(self, digest: Digest, size: int) -> None:
+        pass
+
+    def blob_advanced(self, digest: Digest, nbytes: int) -> None:
+        pass
+
+    def blob_finished(self, digest: Digest, fetched: bool) -> None:
+        if fetched:
+            self.fetched.append(digest)
+
+
+async def test_copies_in_different_worker_processes_fetch_a_layer_once(
+    zoll: LiveRegistry, signed_layout: tuple[Path, Digest]
+) -> None:
+    """Each worker process has its own copier: a layer two of them need at the same time
+    is fetched by one (under a PostgreSQL lock) and linked by the others."""
+    layout, digest = signed_layout
+    manifest = json.loads((layout / "blobs" / "sha256" / digest.encoded).read_bytes())
+    streamed = {Digest.parse(d["digest"]) for d in manifest["layers"] if d["size"] > SMALL_BLOB}
+    assert streamed, "the image has a layer big enough to be streamed"
+    logs = [FetchLog() for _ in range(4)]
+    await asyncio.gather(
+        *(
+            Copier(zoll.registry, progress=log).manifest(
+                OCILayoutReader(layout), f"worker{i}/app", "2.0", attachments=False
+            )
+            for i, log in enumerate(logs)
+        )
+    )
+    fetched = [d for log in logs for d in log.fetched if d in streamed]
+    assert sorted(fetched) == sorted(streamed)
+
+
 @pytest.mark.parametrize("which", ["layer", "config"])  # streamed, and copied in a batch
 async def test_tampered_upstream_blob_is_refused(
     zoll: LiveRegistry,
