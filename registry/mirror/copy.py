@@ -197,8 +197,8 @@ class Copier:
     async def _fetch_once(
         self, source: ContentReader, repository: str, desc: Descriptor, result: CopyResult
     ) -> bool:
-        """Fetch and store `desc` under its fetch lock; False when another process holds
-        the lock (it is fetching the same blob)."""
+        """Fetch and store `desc` under its fetch lock, unless it was stored by the time the
+        lock was ours; False when another process holds the lock (it is fetching it)."""
         async with (
             self._slots,
             self.registry.pool.acquire() as conn,
@@ -206,6 +206,8 @@ class Copier:
         ):
             if not mine:
                 return False
+            if await self._reuse(repository, desc.digest, result):
+                return True  # another process stored it between our lookup and the lock
             self.progress.blob_started(desc.digest, desc.size)
             body = _StreamSource(source.open_blob(desc.digest), desc.digest, self.progress)
             info = await self.registry.uploads.monolithic(repository, desc.digest, body)
