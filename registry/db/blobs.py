@@ -130,7 +130,13 @@ async def finalize_many(
         await _lock_digests(conn, digests)
         existing = await _stored_many(conn, digests)
         fresh = [u for u in uploads if u.digest not in existing]
-        keys = await asyncio.gather(*(u.commit() for u in fresh))
+        # Every write settles before the transaction ends: a failed batch leaves no
+        # write still running (only, at worst, objects GC sweeps).
+        settled = await asyncio.gather(*(u.commit() for u in fresh), return_exceptions=True)
+        for outcome in settled:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        keys = [str(k) for k in settled]
         if fresh:
             await conn.execute(
                 """INSERT INTO blobs (digest, size, storage_key)
