@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
     from rich.table import Table
 
 
@@ -59,8 +59,34 @@ def table(*columns: str, title: str | None = None) -> Table:
     return Table(*columns, title=title)
 
 
-def transfer_progress(*, disable: bool = False) -> Progress:
-    """A progress display for byte transfers: bar, bytes, rate, ETA."""
+class _NoBars:
+    """The progress display of a `--json` run: nothing shown, rich never loaded."""
+
+    def __enter__(self) -> _NoBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, *, total: float | None = None) -> TaskID:
+        return cast("TaskID", 0)
+
+    def advance(self, task: TaskID, advance: float = 1) -> None:
+        return None
+
+    def update(
+        self, task: TaskID, *, completed: float | None = None, total: float | None = None
+    ) -> None:
+        return None
+
+    def remove_task(self, task: TaskID) -> None:
+        return None
+
+
+def transfer_progress(*, disable: bool = False) -> Progress | _NoBars:
+    """A progress display for byte transfers: bar, bytes, rate, ETA (none with `disable`)."""
+    if disable:
+        return _NoBars()
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -77,6 +103,5 @@ def transfer_progress(*, disable: bool = False) -> Progress:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=rich_console(),
-        disable=disable,
         transient=False,
     )

@@ -26,6 +26,8 @@ from registry.oci.digest import Digest
 from registry.pipeline.jobs import JobQueue
 
 MIRROR_KINDS = ["mirror-entry", "mirror-image"]
+WATCH_POLL = 0.02
+"""How often `--wait` asks whether the service is done (one small count query)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -284,7 +286,7 @@ async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
             bars.update(task, completed=done, total=done + pending)
             if pending == 0:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(WATCH_POLL)
     rows = await pool.fetch(
         """SELECT i.entry, i.reference, i.repository, i.digest, s.state, s.reasons
            FROM mirror_images i
