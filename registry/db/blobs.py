@@ -9,8 +9,9 @@ concurrent upload has just (re)written, and an upload never links a blob GC is r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -18,7 +19,7 @@ import asyncpg
 from registry import audit
 from registry.audit import Change
 from registry.db import repositories
-from registry.db.pool import Conn, Executor
+from registry.db.pool import Conn, Executor, session_lock
 from registry.oci.digest import Digest
 
 
@@ -36,11 +37,21 @@ async def lock_digest(conn: Conn, digest: Digest | str) -> None:
 
 async def _lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
     """`lock_digest` for several blobs, in one order for everyone (no deadlocks); the one
-    place that says which advisory lock key a blob has."""
+    place that says which transaction lock key a blob has (`fetch_lock` has the other)."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
         sorted({str(d) for d in digests}),
     )
+
+
+@contextlib.asynccontextmanager
+async def fetch_lock(conn: Conn, digest: Digest) -> AsyncIterator[bool]:
+    """Held on `conn`'s session while one worker process fetches `digest` from an
+    upstream; yields False (at once) when another process holds it. The key is 56 bits
+    of the digest as a negative number, apart from Zoll's fixed (positive) lock keys."""
+    key = -1 - int.from_bytes(bytes.fromhex(digest.encoded[:14]), "big")
+    async with session_lock(conn, key, wait=False) as mine:
+        yield mine
 
 
 async def in_repository(

@@ -19,7 +19,6 @@ from typing import Protocol
 from attest.cosign import discover
 from registry.content import store_manifest
 from registry.db import blobs as blob_rows
-from registry.db.pool import session_lock
 from registry.http.state import Registry
 from registry.oci import mediatypes as mt
 from registry.oci.descriptor import Descriptor
@@ -202,7 +201,7 @@ class Copier:
         async with (
             self._slots,
             self.registry.pool.acquire() as conn,
-            session_lock(conn, _fetch_lock_key(desc.digest), wait=False) as mine,
+            blob_rows.fetch_lock(conn, desc.digest) as mine,
         ):
             if not mine:
                 return False
@@ -300,9 +299,3 @@ def _filtered_index(index: Manifest, keep: list[Descriptor]) -> Manifest:
     )
     raw = json.dumps(body, separators=(",", ":")).encode()
     return parse_manifest(raw, index.media_type)
-
-
-def _fetch_lock_key(digest: Digest) -> int:
-    """The session advisory lock held while a blob is fetched: 56 bits of its digest as a
-    negative key, apart from Zoll's fixed (positive) lock keys."""
-    return -1 - int.from_bytes(bytes.fromhex(digest.encoded[:14]), "big")
