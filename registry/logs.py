@@ -11,15 +11,32 @@ from __future__ import annotations
 import logging
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
-    from registry.config import LogConfig
+
+class LogSettings(Protocol):
+    """What logging needs of `registry.config.LogConfig` (commands pass a lighter one)."""
+
+    @property
+    def level(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+
+class CommandLogging(NamedTuple):
+    """Commands log warnings only, to stderr (stdout stays for --json); loading the
+    configuration models just for this would cost a quick command ~100 ms."""
+
+    level: str = "warning"
+    format: str = "auto"
+
 
 _QUIET = ("botocore", "aiobotocore", "urllib3", "aiohttp.access", "pgserver")
-_pending: LogConfig | None = None
+_pending: LogSettings | None = None
 _renderer: Any = None
 
 
@@ -92,7 +109,7 @@ def _shared(structlog: ModuleType) -> list[Any]:
     ]
 
 
-def configure_logging(config: LogConfig) -> None:
+def configure_logging(config: LogSettings) -> None:
     """Route structlog and stdlib logging through one renderer chosen by `config.format`."""
     global _pending
     level = getattr(logging, config.level.upper())
@@ -106,7 +123,7 @@ def configure_logging(config: LogConfig) -> None:
         _structlog()
 
 
-def _apply(structlog: ModuleType, config: LogConfig) -> None:
+def _apply(structlog: ModuleType, config: LogSettings) -> None:
     global _renderer
     fmt = config.format
     if fmt == "auto":

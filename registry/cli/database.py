@@ -29,26 +29,23 @@ class NoDatabase(RuntimeError):
     """No database to connect to; the message says how to provide one."""
 
 
-def add_database_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dsn",
-        help="PostgreSQL DSN (default: from --config, or the "
-        "embedded database of a running `zoll serve`)",
-    )
-    if not any(a.dest == "config" for a in parser._actions):
-        parser.add_argument("--config", type=Path, help="YAML config file (or ZOLL_CONFIG)")
-    if not any(a.dest == "data_dir" for a in parser._actions):
-        parser.add_argument("--data-dir", type=Path, help="data folder (default ./zoll-data)")
+def _config(args: argparse.Namespace) -> Config:
+    """The config file and environment, with --data-dir on top."""
+    overrides = {"data_dir": str(args.data_dir)} if getattr(args, "data_dir", None) else {}
+    try:
+        return load_config(getattr(args, "config", None), overrides=overrides)
+    except ConfigError as exc:
+        raise NoDatabase(str(exc)) from exc
+
+
+def cli_data_dir(args: argparse.Namespace) -> Path:
+    return _config(args).data_dir
 
 
 def resolve_dsn(args: argparse.Namespace) -> str:
     if getattr(args, "dsn", None):
         return str(args.dsn)
-    overrides = {"data_dir": str(args.data_dir)} if getattr(args, "data_dir", None) else {}
-    try:
-        config = load_config(getattr(args, "config", None), overrides=overrides)
-    except ConfigError as exc:
-        raise NoDatabase(str(exc)) from exc
+    config = _config(args)
     if config.database.dsn:
         return config.database.dsn
     dsn = running_dsn(config.data_dir / "postgres")
@@ -63,11 +60,7 @@ def resolve_dsn(args: argparse.Namespace) -> str:
 def cli_config(args: argparse.Namespace) -> Config:
     """The service's configuration with the database and S3 endpoint filled in from a
     running `zoll serve` when they are embedded, so a CLI process can work like a worker."""
-    overrides = {"data_dir": str(args.data_dir)} if getattr(args, "data_dir", None) else {}
-    try:
-        config = load_config(getattr(args, "config", None), overrides=overrides)
-    except ConfigError as exc:
-        raise NoDatabase(str(exc)) from exc
+    config = _config(args)
     dsn = resolve_dsn(args)
     config = config.model_copy(update={"database": config.database.model_copy(update={"dsn": dsn})})
     if config.storage.driver == "s3" and not config.storage.s3.endpoint:

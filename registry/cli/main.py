@@ -18,8 +18,7 @@ from typing import NoReturn
 
 from registry import __version__
 from registry.cli import commands
-from registry.config import LogConfig
-from registry.logs import configure_logging
+from registry.logs import CommandLogging, configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -79,7 +78,7 @@ def _dispatch(argv: Sequence[str] | None) -> tuple[int, bool]:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=arguments[0] if arguments else None)
     args = parser.parse_args(arguments)
-    configure_logging(LogConfig(level="warning"))  # stderr, so stdout stays for --json
+    configure_logging(CommandLogging())
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -8,7 +8,7 @@ import asyncpg
 from rich.table import Table
 
 from registry import audit
-from registry.cli.commands.serve import add_config_args
+from registry.cli.args import add_config_args
 from registry.cli.commands.users import handle, run_db
 from registry.cli.output import add_json_flag, console, emit_json
 from registry.config import Config

@@ -7,8 +7,8 @@ import asyncio
 
 from rich.table import Table
 
-from registry.cli.commands.serve import add_config_args
-from registry.cli.database import NoDatabase, add_database_args, cli_config
+from registry.cli.args import add_config_args, add_database_args
+from registry.cli.database import NoDatabase, cli_config
 from registry.cli.output import add_json_flag, console, emit_json
 
 

@@ -10,7 +10,7 @@ import asyncpg
 
 from registry.auth import accounts
 from registry.auth.accounts import Principal
-from registry.cli.commands.serve import add_config_args
+from registry.cli.args import add_config_args
 from registry.cli.commands.users import (
     add_grant_commands,
     grant_pairs,

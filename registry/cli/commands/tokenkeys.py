@@ -10,7 +10,8 @@ from rich.table import Table
 
 from registry import audit
 from registry.auth.keys import TokenKeyring
-from registry.cli.commands.serve import add_config_args, config_from_args
+from registry.cli.args import add_config_args
+from registry.cli.commands.serve import config_from_args
 from registry.cli.commands.users import handle, quiet_logs, run_db
 from registry.cli.database import cli_actor
 from registry.cli.output import add_json_flag, console, emit_json

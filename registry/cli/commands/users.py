@@ -21,7 +21,8 @@ from registry.auth import accounts
 from registry.auth.accounts import AccountError, Principal
 from registry.auth.passwords import Hasher
 from registry.auth.roles import ROLES, GrantError
-from registry.cli.commands.serve import add_config_args, config_from_args
+from registry.cli.args import add_config_args
+from registry.cli.commands.serve import config_from_args
 from registry.cli.database import cli_actor, open_database
 from registry.cli.output import add_json_flag, console, emit_json
 from registry.config import Config, ConfigError

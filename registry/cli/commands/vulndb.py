@@ -21,7 +21,8 @@ from policy.vuln import (
     import_osv,
     import_vex,
 )
-from registry.cli.database import NoDatabase, add_database_args, resolve_dsn
+from registry.cli.args import add_database_args
+from registry.cli.database import NoDatabase, resolve_dsn
 from registry.cli.output import add_json_flag, console, emit_json, rich_console
 from registry.db.migrate import migrate
 
