@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from registry import local_service
 from registry.auth.bootstrap import ensure_admin
 from registry.config import Config
 from registry.db.migrate import migrate
@@ -229,12 +230,20 @@ def run(
         sock = _listen_socket(effective.http.host, effective.http.port)
         port = sock.getsockname()[1]
         workers = effective.http.workers
+
+        def ready(config: Config, port: int) -> None:
+            url = local_service.base_url(config.http.host, port)
+            service = local_service.LocalService(url, os.getpid(), config.auth.enabled)
+            local_service.announce(config.data_dir, service)
+            on_ready(config, port)
+
         if workers == 1:
             sock.listen(1024)
-            _run_worker(effective, sock, lambda: on_ready(effective, port))
+            _run_worker(effective, sock, lambda: ready(effective, port))
             return 0
-        return _run_forked(effective, sock, port, workers, on_ready)
+        return _run_forked(effective, sock, port, workers, ready)
     finally:
+        local_service.withdraw(config.data_dir, os.getpid())
         supervisor.stop_backends()
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from registry.cli.args import add_config_args
 from registry.cli.output import console
 from registry.config import Config, ConfigError, load_config
+from registry.local_service import base_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,11 +26,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=_serve)
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML config file (or ZOLL_CONFIG)")
-    p.add_argument("--data-dir", type=Path, help="data folder (default ./zoll-data)")
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config file and environment, with command-line flags on top."""
     overrides: dict[str, Any] = {}
@@ -44,9 +40,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def _banner(config: Config, port: int) -> None:
-    wildcard = config.http.host in ("0.0.0.0", "::")  # noqa: S104 (only compared)
-    host = "127.0.0.1" if wildcard else config.http.host
-    address = f"{host}:{port}"
+    address = base_url(config.http.host, port).removeprefix("http://")
     console.print(f"[bold green]Zoll is serving on http://{address}[/] (Ctrl-C stops it)")
     console.print(
         f"  data folder {config.data_dir.resolve()}, storage {config.storage.driver}, "
