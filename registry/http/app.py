@@ -12,6 +12,7 @@ from aiohttp import web
 from registry.api import admin as _admin  # noqa: F401  (registers operations)
 from registry.api import audit as _audit  # noqa: F401
 from registry.api import images as _images  # noqa: F401
+from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401

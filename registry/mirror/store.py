@@ -6,13 +6,16 @@ can queue work for the service without importing what the service runs.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from registry import audit
 from registry.mirror.sets import MirrorSet
+from registry.pipeline.jobs import JobQueue
 
-__all__ = ["apply_set", "entry_job", "load_set"]
+__all__ = ["applied_at", "apply_and_queue", "apply_set", "entry_job", "load_set"]
 
 
 async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> list[str]:
@@ -37,6 +40,12 @@ async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> l
                ON CONFLICT (set_name, name) DO UPDATE SET next_run_at = now()""",
             [(mirror_set.name, n) for n in names],
         )
+        await audit.record(
+            conn,
+            "mirror_set.apply",
+            target=mirror_set.name,
+            detail={"sha256": sha256, "entries": names},
+        )
     return names
 
 
@@ -50,3 +59,23 @@ async def load_set(pool: asyncpg.Pool, name: str) -> MirrorSet:
 def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
     """(kind, key, payload) of the job that resolves one mirror entry."""
     return "mirror-entry", f"mirror-entry:{set_name}/{entry}", {"set": set_name, "entry": entry}
+
+
+async def apply_and_queue(
+    pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str
+) -> tuple[list[str], datetime]:
+    """Store a set and queue every entry for the service's workers; return the entry
+    names and when the set was applied (its jobs are those created since)."""
+    names = await apply_set(pool, mirror_set, sha256)
+    await JobQueue(pool).enqueue_many([entry_job(mirror_set.name, n) for n in names])
+    return names, await applied_at(pool, mirror_set.name)
+
+
+async def applied_at(pool: asyncpg.Pool, name: str) -> datetime:
+    """When the set was last applied; KeyError if it never was."""
+    found: datetime | None = await pool.fetchval(
+        "SELECT applied_at FROM mirror_sets WHERE name = $1", name
+    )
+    if found is None:
+        raise KeyError(f"no mirror set {name!r}")
+    return found

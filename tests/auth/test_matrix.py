@@ -197,6 +197,22 @@ async def _revoke(w: World, _repo: str) -> Req:
     return Req("DELETE", f"/api/v1/admin/principals/{victim}/grants?namespace=x&role=reader")
 
 
+def _mirror_set(name: str) -> bytes:
+    entry = {"name": "app", "source": "oci:/nowhere", "target": "opendesk/app", "tags": ["1"]}
+    return json.dumps({"version": 1, "name": name, "mirrors": [entry]}).encode()
+
+
+async def _apply_set(w: World, _repo: str) -> Req:
+    return Req("POST", "/api/v1/mirror/sets", _mirror_set(w.unique("set")))
+
+
+async def _set_progress(w: World, _repo: str) -> Req:
+    name = w.unique("set")
+    async with w.root.post(f"{w.url}/api/v1/mirror/sets", data=_mirror_set(name)) as r:
+        assert r.status == 200, await r.text()
+    return Req("GET", f"/api/v1/mirror/sets/{name}/progress")
+
+
 PULL = (401, 200, 200, 200, 200, 200, 404, 404, 200)
 PUSH = (401, 403, 201, 403, 403, 201, 404, 404, 201)
 DELETE = (401, 403, 403, 403, 403, 202, 404, 404, 202)
@@ -303,6 +319,9 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ("POST /api/v1/admin/principals/{name}/secret", _reset, ADMIN),
     ("POST /api/v1/admin/principals/{name}/grants", _grant, ADMIN),
     ("DELETE /api/v1/admin/principals/{name}/grants", _revoke, ADMIN),
+    ("POST /api/v1/mirror/sets", _apply_set, ADMIN),
+    ("GET /api/v1/mirror/sets", simple("GET", "/api/v1/mirror/sets"), ADMIN),  # + root auditor
+    ("GET /api/v1/mirror/sets/{name}/progress", _set_progress, ADMIN),
     ("GET /api/v1/openapi.json", simple("GET", "/api/v1/openapi.json"), OPEN),
     ("GET /token", simple("GET", "/token?service=zoll"), OPEN),
     ("POST /token", simple("POST", "/token", body=b"grant_type=refresh_token"), (400,) * 9),

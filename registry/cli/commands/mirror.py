@@ -12,22 +12,23 @@ image is admitted or quarantined. Interrupted runs resume where they stopped.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry.cli.commands.serve import add_config_args
-from registry.cli.database import NoDatabase, add_database_args, cli_config, resolve_dsn
+from registry.cli.args import add_config_args, add_database_args
 from registry.cli.output import add_json_flag, console, emit_json, table, transfer_progress
-from registry.mirror.sets import MirrorSet, MirrorSetError
-from registry.oci.digest import Digest
-from registry.pipeline.jobs import JobQueue
 
-MIRROR_KINDS = ["mirror-entry", "mirror-image"]
+if TYPE_CHECKING:
+    from registry.cli.service_api import ServiceClient
+    from registry.oci.digest import Digest
+
 WATCH_POLL = 0.02
 """How often `--wait` asks whether the service is done (one small count query)."""
+FOLLOW_WAIT = {True: "30", False: "0.5"}
+"""How long one progress call may wait on the service: a machine reading --json needs
+only the end; a person watches the bar move twice a second."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +42,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="wait until every image is admitted or quarantined (by the service, or by "
         "this process with --run)",
+    )
+    apply.add_argument(
+        "--url",
+        default=os.environ.get("ZOLL_URL"),
+        help="apply through this service's API (or ZOLL_URL; credentials from ZOLL_USER and "
+        "ZOLL_PASSWORD); default: the service running from the data folder, if any",
     )
     run = actions.add_parser("run", help="copy due or selected entries now")
     run.add_argument("--set", dest="set_name", help="only this mirror set")
@@ -78,32 +85,124 @@ class RichCopyProgress:
 
 
 def _handler(args: argparse.Namespace) -> int:
+    if args.action == "apply" and not args.run and not args.dsn:
+        from registry.cli.service_api import ServiceError
+
+        try:
+            client = _service_client(args)
+            if client is not None:
+                try:
+                    return _apply_through(client, args)
+                finally:
+                    client.close()
+        except ServiceError as exc:
+            return _failed(exc)
+    return _through_database(args)
+
+
+def _through_database(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from registry.cli.database import NoDatabase
+    from registry.mirror.sets import MirrorSetError
+
     try:
         return asyncio.run(_main(args))
-    except NoDatabase as exc:
-        console.print(f"[red]{exc}[/]")
+    except (NoDatabase, MirrorSetError) as exc:
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+    return 2
+
+
+def _service_client(args: argparse.Namespace) -> ServiceClient | None:
+    """The service to apply through: --url, or the one running from the data folder (which
+    answers without loading what the database path needs); None: use the database."""
+    from registry.cli.service_api import (
+        ServiceClient,
+        credentials_from_env,
+        light_data_dir,
+        local_client,
+    )
+
+    timeout = float(FOLLOW_WAIT[True]) + 30
+    if args.url:
+        return ServiceClient(args.url, credentials_from_env(), timeout)
+    data_dir = light_data_dir(args.data_dir, args.config)
+    if data_dir is None:
+        from registry.cli.database import NoDatabase, cli_data_dir
+
+        try:
+            data_dir = cli_data_dir(args)
+        except NoDatabase:
+            return None  # the database path says what is wrong with the configuration
+    return local_client(data_dir, timeout)
+
+
+def _apply_through(client: ServiceClient, args: argparse.Namespace) -> int:
+    """`apply` by the service's API: send the set, then follow its progress calls."""
+    try:
+        body = args.file.read_bytes()
+    except OSError as exc:
+        console.print(f"[red]cannot read {args.file}: {exc.strerror}[/]")
         return 2
-    except MirrorSetError as exc:
-        console.print(f"[red]{exc}[/]")
-        return 2
+    applied = client.call(
+        "POST",
+        "/api/v1/mirror/sets",
+        query={"source": str(args.file)},
+        body=body,
+        content_type="application/yaml",
+    )
+    name = applied["set"]
+    if not args.wait:
+        _applied(name, applied["entries"], args.json)
+        return 0
+    started = time.monotonic()
+    with transfer_progress(disable=args.json) as bars:
+        task = bars.add_task(f"mirror set {name}", total=None)
+        while True:
+            report = client.call(
+                "GET",
+                f"/api/v1/mirror/sets/{name}/progress",
+                query={"wait": FOLLOW_WAIT[bool(args.json)]},
+            )
+            bars.update(task, completed=report["done"], total=report["done"] + report["pending"])
+            if report["finished"]:
+                break
+    return _report(name, report["images"], report["failed"], time.monotonic() - started, args.json)
+
+
+def _applied(name: str, entries: list[str], as_json: bool) -> None:
+    if as_json:
+        emit_json({"set": name, "entries": entries, "queued": True})
+    else:
+        console.print(
+            f"applied mirror set [bold]{name}[/]: {len(entries)} entries "
+            "queued for the service (or copy them now with `zoll mirror run`)"
+        )
 
 
 async def _main(args: argparse.Namespace) -> int:
     if args.action == "status" or (args.action == "apply" and not args.run):
         return await _bookkeeping(args)  # the database is enough: the service does the work
-    mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
-    config = cli_config(args)
+    from registry.audit import acting_as
+    from registry.cli.database import cli_actor, cli_config
     from registry.mirror.copy import Copier
     from registry.mirror.jobs import queue_entry
+    from registry.mirror.sets import MirrorSet
     from registry.mirror.store import apply_set
     from registry.pipeline.services import PipelineServices
     from registry.service import close_registry, open_registry
 
-    registry = await open_registry(config)
+    mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
+    registry = await open_registry(cli_config(args))
     services = await PipelineServices.open(registry)
     try:
         if mirror_set is not None:
-            names = await apply_set(registry.pool, *mirror_set)
+            with acting_as(cli_actor()):
+                names = await apply_set(registry.pool, *mirror_set)
             for name in names:
                 await queue_entry(services, mirror_set[0].name, name)
             if not args.json:
@@ -137,9 +236,12 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _bookkeeping(args: argparse.Namespace) -> int:
-    """`apply` (queue only) and `status`: work for the service, done in the database."""
+    """`apply` (queue only) and `status` without a service to ask: done in the database."""
+    from registry.audit import acting_as
+    from registry.cli.database import cli_actor, resolve_dsn
     from registry.db.pool import create_pool
-    from registry.mirror.store import apply_set, entry_job
+    from registry.mirror.sets import MirrorSet
+    from registry.mirror.store import apply_and_queue
 
     mirror_set = MirrorSet.load(args.file) if args.action == "apply" else None
     pool = await create_pool(resolve_dsn(args), min_size=1, max_size=2, bulk=False)
@@ -147,25 +249,22 @@ async def _bookkeeping(args: argparse.Namespace) -> int:
         if args.action == "status":
             return await _status(pool, args)
         assert mirror_set is not None
-        started = await pool.fetchval("SELECT now()")
-        names = await apply_set(pool, *mirror_set)
-        await JobQueue(pool).enqueue_many([entry_job(mirror_set[0].name, n) for n in names])
+        with acting_as(cli_actor()):
+            names, since = await apply_and_queue(pool, *mirror_set)
         if not args.wait:
-            if args.json:
-                emit_json({"set": mirror_set[0].name, "entries": names, "queued": True})
-            else:
-                console.print(
-                    f"applied mirror set [bold]{mirror_set[0].name}[/]: {len(names)} entries "
-                    "queued for the service (or copy them now with `zoll mirror run`)"
-                )
+            _applied(mirror_set[0].name, names, args.json)
             return 0
-        return await _watch(pool, mirror_set[0].name, started, args.json)
+        return await _watch(pool, mirror_set[0].name, since, args.json)
     finally:
         await pool.close()
 
 
 async def _work(services: Any, parallel: int, *, with_pipeline: bool) -> list[dict[str, Any]]:
     """Run mirror jobs (and pipeline stages with `with_pipeline`) until none is left."""
+    import asyncio
+    import contextlib
+
+    from registry.mirror.progress import MIRROR_KINDS
     from registry.pipeline.runner import HANDLERS, PipelineRunner
     from registry.pipeline.stages import STAGES
 
@@ -272,72 +371,52 @@ def _verdict(r: dict[str, Any]) -> str:
 
 async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
     """Follow the service working on a mirror set until nothing is left to do."""
+    import asyncio
+
+    from registry.mirror import progress
+
     started = time.monotonic()
     with transfer_progress(disable=as_json) as bars:
         task = bars.add_task(f"mirror set {set_name}", total=None)
         while True:
-            row = await pool.fetchrow(
-                """SELECT count(*) FILTER (WHERE state IN ('queued', 'running')) AS pending,
-                          count(*) FILTER (WHERE state IN ('done', 'failed')) AS done
-                   FROM jobs WHERE created_at >= $1""",
-                since,
-            )
-            pending, done = row["pending"], row["done"]
+            pending, done = await progress.jobs_since(pool, since)
             bars.update(task, completed=done, total=done + pending)
             if pending == 0:
                 break
             await asyncio.sleep(WATCH_POLL)
-    rows = await pool.fetch(
-        """SELECT i.entry, i.reference, i.repository, i.digest, s.state, s.reasons
-           FROM mirror_images i
-           LEFT JOIN repositories r ON r.name = i.repository
-           LEFT JOIN image_status s ON s.repository_id = r.id AND s.digest = i.digest
-           WHERE i.set_name = $1 ORDER BY i.entry, i.reference""",
-        set_name,
-    )
-    failed = await pool.fetch(
-        """SELECT payload, last_error FROM jobs
-           WHERE created_at >= $1 AND state = 'failed' AND kind = ANY($2::text[])""",
-        since,
-        MIRROR_KINDS,
-    )
-    elapsed = time.monotonic() - started
+    images = await progress.set_images(pool, set_name)
+    failed = await progress.failures_since(pool, since)
+    return _report(set_name, images, failed, time.monotonic() - started, as_json)
+
+
+def _report(
+    set_name: str,
+    images: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    elapsed: float,
+    as_json: bool,
+) -> int:
+    """What the service decided for each image of the set; 1 if a mirror job failed."""
     if as_json:
-        emit_json(
-            {
-                "seconds": round(elapsed, 2),
-                "images": [dict(r) for r in rows],
-                "failed": [{"job": r["payload"], "error": r["last_error"]} for r in failed],
-            }
-        )
+        emit_json({"seconds": round(elapsed, 2), "images": images, "failed": failed})
         return 1 if failed else 0
     shown = table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
-    for r in rows:
+    for r in images:
         colour = "green" if r["state"] == "admitted" else "yellow"
         shown.add_row(r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]")
     console.print(shown)
-    for r in failed:
-        console.print(f"[red]failed[/] {r['payload'].get('reference', '')}: {r['last_error']}")
+    for f in failed:
+        console.print(f"[red]failed[/] {f['job'].get('reference', '')}: {f['error']}")
     return 1 if failed else 0
 
 
 async def _status(pool: Any, args: argparse.Namespace) -> int:
-    rows = await pool.fetch(
-        """SELECT e.set_name, e.name, e.last_run_at, e.next_run_at, e.last_error,
-                  e.last_result, (SELECT count(*) FROM mirror_images i
-                                   WHERE i.set_name = e.set_name AND i.entry = e.name) AS images
-           FROM mirror_entries e ORDER BY e.set_name, e.name"""
-    )
-    pending = await pool.fetch(
-        """SELECT kind, state, count(*) AS n FROM jobs
-           WHERE kind = ANY($1::text[]) AND state IN ('queued', 'running', 'failed')
-           GROUP BY 1, 2""",
-        MIRROR_KINDS,
-    )
-    jobs = {f"{r['kind']}:{r['state']}": int(r["n"]) for r in pending}
-    data = {"entries": [dict(r) for r in rows], "jobs": jobs}
+    from registry.mirror import progress
+
+    rows = await progress.entries(pool)
+    jobs = await progress.pending_mirror_jobs(pool)
     if args.json:
-        emit_json(data)
+        emit_json({"entries": rows, "jobs": jobs})
         return 0
     shown = table("set/entry", "images", "last run", "next run", "error", title="mirror entries")
     for r in rows:
