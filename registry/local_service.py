@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from registry.processes import alive
+
 FILE_NAME = "serve.json"
 
 
@@ -56,7 +58,7 @@ def withdraw(data_dir: Path, pid: int) -> None:
 def find(data_dir: Path) -> LocalService | None:
     """The service running from `data_dir`, or None (not running, or crashed)."""
     found = _read(data_dir / FILE_NAME)
-    if found is None or not _alive(found.pid):
+    if found is None or not alive(found.pid):
         return None
     return found
 
@@ -67,13 +69,3 @@ def _read(path: Path) -> LocalService | None:
         return LocalService(str(data["url"]), int(data["pid"]), bool(data["auth"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True

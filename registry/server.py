@@ -31,6 +31,7 @@ from registry.gc import collect
 from registry.http.app import build_app
 from registry.logs import get_logger
 from registry.memory import tune_malloc
+from registry.processes import alive
 from registry.service import close_registry, open_registry
 
 log = get_logger("zoll.server")
@@ -103,16 +104,6 @@ async def _prepare(config: Config) -> str | None:
         await pool.close()
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def _repair(config: Config, pool: Any) -> None:
     """Attestations signed but not logged when the last run died get logged now; jobs
     whose worker died are queued again."""
@@ -128,7 +119,7 @@ async def _repair(config: Config, pool: Any) -> None:
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
         jobs = JobQueue(pool)
         requeued = await jobs.requeue_expired()
-        requeued += await jobs.requeue_orphans(socket.gethostname(), _process_alive)
+        requeued += await jobs.requeue_orphans(socket.gethostname(), alive)
         log.info("repaired", log=str(report), jobs_requeued=requeued)
     finally:
         keyring.close()

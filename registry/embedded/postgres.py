@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from registry.logs import get_logger
+from registry.processes import alive
 
 log = get_logger("zoll.embedded")
 DATABASE = "zoll"
@@ -58,19 +58,9 @@ def _forget_dead_handles(folder: Path) -> None:
         return
     if not isinstance(pids, list):
         return
-    alive = [p for p in pids if isinstance(p, int) and _alive(p)]
-    if alive != pids:
-        path.write_text(json.dumps(alive))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    running = [p for p in pids if isinstance(p, int) and alive(p)]
+    if running != pids:
+        path.write_text(json.dumps(running))
 
 
 async def _ensure_database(admin_dsn: str) -> None:
