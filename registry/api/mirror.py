@@ -7,7 +7,6 @@ storage, only the service's URL (and credentials when it asks for them).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -159,11 +158,9 @@ async def mirror_progress(request: web.Request) -> MirrorProgress:
         since = await applied_at(pool, name)
     except KeyError:
         raise ApiError(404, "No such mirror set", name[:100]) from None
-    deadline = time.monotonic() + wait
-    pending, done = await progress.jobs_since(pool, since)
-    while pending and time.monotonic() < deadline:
-        await asyncio.sleep(POLL)
-        pending, done = await progress.jobs_since(pool, since)
+    pending = done = 0
+    async for counts in progress.follow(pool, since, POLL, time.monotonic() + wait):
+        pending, done = counts  # the last counts are the answer
     failed = await progress.failures_since(pool, since)
     return MirrorProgress(
         set=name,

@@ -7,6 +7,9 @@ that application's work, so nothing pending since then means the set is done.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,19 @@ async def jobs_since(pool: asyncpg.Pool, since: datetime) -> tuple[int, int]:
     )
     assert row is not None
     return int(row["pending"]), int(row["done"])
+
+
+async def follow(
+    pool: asyncpg.Pool, since: datetime, poll: float, until: float | None = None
+) -> AsyncIterator[tuple[int, int]]:
+    """`jobs_since` now and every `poll` seconds until nothing is pending, or until the
+    monotonic clock passes `until`: what a waiting follower (CLI or API) shows."""
+    while True:
+        pending, done = await jobs_since(pool, since)
+        yield pending, done
+        if not pending or (until is not None and time.monotonic() >= until):
+            return
+        await asyncio.sleep(poll)
 
 
 async def set_images(pool: asyncpg.Pool, set_name: str) -> list[dict[str, Any]]:

@@ -204,9 +204,14 @@ async def test_a_service_that_asks_for_credentials(
         assert code == 2 and "invalid credentials" in err and "ZOLL_PASSWORD" in err, err
 
         # on the service's machine without credentials: the database, as a CLI user
-        code, _, err = await zoll("mirror", "apply", str(the_set), "--data-dir", str(data_dir))
+        # (and --wait follows the service's jobs in the database)
+        code, out, err = await zoll(
+            "mirror", "apply", str(the_set), "--wait", "--json", "--data-dir", str(data_dir)
+        )
         assert code == 0, err
         assert (await last_apply_actor(http, base, auth)).startswith("cli:")
+        [image] = json.loads(out)["images"]
+        assert image["digest"] == str(layout[1]) and image["state"] == "quarantined"
     finally:
         await asyncio.to_thread(served.stop)
 

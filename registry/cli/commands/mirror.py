@@ -112,8 +112,8 @@ def _through_database(args: argparse.Namespace) -> int:
         return _failed(exc)
 
 
-def _failed(exc: Exception) -> int:
-    console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+def _failed(why: Exception | str) -> int:
+    console.print(str(why), style="red", markup=False, highlight=False, soft_wrap=True)
     return 2
 
 
@@ -146,8 +146,7 @@ def _apply_through(client: ServiceClient, args: argparse.Namespace) -> int:
     try:
         body = args.file.read_bytes()
     except OSError as exc:
-        console.print(f"[red]cannot read {args.file}: {exc.strerror}[/]")
-        return 2
+        return _failed(f"cannot read {args.file}: {exc.strerror}")
     applied = client.call(
         "POST",
         "/api/v1/mirror/sets",
@@ -371,19 +370,13 @@ def _verdict(r: dict[str, Any]) -> str:
 
 async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
     """Follow the service working on a mirror set until nothing is left to do."""
-    import asyncio
-
     from registry.mirror import progress
 
     started = time.monotonic()
     with transfer_progress(disable=as_json) as bars:
         task = bars.add_task(f"mirror set {set_name}", total=None)
-        while True:
-            pending, done = await progress.jobs_since(pool, since)
+        async for pending, done in progress.follow(pool, since, WATCH_POLL):
             bars.update(task, completed=done, total=done + pending)
-            if pending == 0:
-                break
-            await asyncio.sleep(WATCH_POLL)
     images = await progress.set_images(pool, set_name)
     failed = await progress.failures_since(pool, since)
     return _report(set_name, images, failed, time.monotonic() - started, as_json)
