@@ -67,11 +67,13 @@ class CopyResult:
 
 
 class _StreamSource:
-    """Adapts a blob stream to the upload engine's `readany()` and reports progress."""
+    """Adapts a blob stream to the upload engine's `readany()` and reports progress.
+    Every `ContentReader` stream raises at its end when the bytes do not hash to the
+    digest, so the upload takes it as a `VerifyingSource` and does not hash them again."""
 
     def __init__(self, stream: AsyncIterator[bytes], digest: Digest, progress: CopyProgress):
         self._stream = stream
-        self._digest = digest
+        self.verifies = self._digest = digest
         self._progress = progress
         self.received = 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from attest.keys import PrivateKey
 from registry.mirror.copy import SMALL_BLOB, Copier
 from registry.oci.digest import Digest
+from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.reader import ContentCorrupt, OCILayoutReader
 from tests.attest_verify.cosign_writer import CosignWriter, LayoutSink
 from tests.support.buildah import BUSYBOX_BASE, Builder
@@ -117,6 +119,35 @@ async def test_copies_in_different_worker_processes_fetch_a_layer_once(
     )
     fetched = [d for log in logs for d in log.fetched if d in streamed]
     assert sorted(fetched) == sorted(streamed)
+
+
+class _Claiming:
+    """A body that says it verifies `verifies` (as a mirrored stream does) but does not."""
+
+    def __init__(self, data: bytes, verifies: Digest) -> None:
+        self._chunks = [data[: len(data) // 2], data[len(data) // 2 :]]
+        self.verifies = verifies
+
+    async def readany(self) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+
+async def test_upload_hashes_what_its_source_does_not_verify(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """Mirrored streams are hashed once, by the reader; a body whose claim is about
+    another digest is hashed by the upload and refused when the bytes differ."""
+    data, other = os.urandom(3 << 20), os.urandom(64)
+    wanted, claimed = Digest.of(other), Digest.of(data)
+    with pytest.raises(RegistryError) as refused:
+        await zoll.registry.uploads.monolithic("claims/app", wanted, _Claiming(data, claimed))
+    assert refused.value.code is ErrorCode.DIGEST_INVALID
+    async with http.head(f"{zoll.url}/v2/claims/app/blobs/{wanted}") as r:
+        assert r.status == 404
+    stored = await zoll.registry.uploads.monolithic("claims/app", claimed, _Claiming(data, claimed))
+    assert stored.size == len(data)
+    async with http.get(f"{zoll.url}/v2/claims/app/blobs/{claimed}") as r:
+        assert r.status == 200 and await r.read() == data
 
 
 @pytest.mark.parametrize("which", ["layer", "config"])  # streamed, and copied in a batch
