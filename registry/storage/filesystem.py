@@ -1,8 +1,13 @@
 """Filesystem driver: content-addressed files, uploads appended in place, sendfile on GET.
 
-Layout under the root: `blobs/<alg>/<2 hex>/<hex>` for blobs and `uploads/<id>/data`
-for uploads in progress. A committed upload is fsync'ed and renamed into place, so a
+Layout under the root: `blobs/<alg>/<2 hex>/<hex>` for blobs and `uploads/<id>` for
+uploads in progress. A committed upload is fsync'ed and renamed into place, so a
 blob file either is complete or does not exist.
+
+Creating a directory is the dearest thing ext4 does on the write path (it looks for an
+inode group to spread directories over), so none is made per blob: an upload is one
+file (older versions made `uploads/<id>/data`, which is still resumed and removed), and
+the 256 `blobs/sha256/<2 hex>` folders are made once, when the driver starts.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ def content_key(digest: Digest) -> str:
 
 
 class _FileUploadWriter:
-    def __init__(self, path: Path, size: int, fsync: bool) -> None:
+    def __init__(self, root: Path, path: Path, size: int, fsync: bool) -> None:
+        self._root = root
+        self._id = path.name
         self._path = path
         self._size = size
         self._resumed_at = size
@@ -42,9 +49,13 @@ class _FileUploadWriter:
     def _open(self) -> int:
         if self._fd is None:
             try:
-                self._fd = os.open(self._path, os.O_WRONLY)
+                try:
+                    self._fd = os.open(self._path, os.O_WRONLY)
+                except IsADirectoryError:  # begun by an older version
+                    self._path = self._path / _LEGACY_DATA
+                    self._fd = os.open(self._path, os.O_WRONLY)
             except FileNotFoundError as exc:
-                raise UploadLost(f"upload data {self._path.parent.name} is gone") from exc
+                raise UploadLost(f"upload data {self._id} is gone") from exc
             actual = os.fstat(self._fd).st_size
             if actual < self._resumed_at:
                 raise UploadLost(
@@ -86,13 +97,14 @@ class _FileUploadWriter:
 
     async def commit(self, digest: Digest) -> str:
         key = content_key(digest)
-        target = self._path.parents[2] / key
+        target = self._root / key
 
         def finish_and_move() -> None:
             self._finish()
             target.parent.mkdir(parents=True, exist_ok=True)
             self._path.replace(target)
-            _remove_upload_folder(self._path.parent)
+            if self._path.name == _LEGACY_DATA:
+                _remove_upload_folder(self._path.parent)
 
         await asyncio.to_thread(finish_and_move)
         return key
@@ -102,9 +114,13 @@ class _FileUploadWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            shutil.rmtree(self._path.parent, ignore_errors=True)
+            _remove_upload(self._root / "uploads" / self._id)
 
         await asyncio.to_thread(remove)
+
+
+_LEGACY_DATA = "data"
+"""An upload's file inside its own folder, as versions before 2026-11 kept it."""
 
 
 def _remove_upload_folder(folder: Path) -> None:
@@ -133,14 +149,22 @@ class FilesystemDriver:
         self.fsync = fsync
 
     async def start(self) -> None:
-        for sub in ("blobs", "uploads"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._make_folders)
+
+    def _make_folders(self) -> None:
+        (self.root / "uploads").mkdir(parents=True, exist_ok=True)
+        shards = self.root / "blobs" / "sha256"
+        shards.mkdir(parents=True, exist_ok=True)
+        present = {p.name for p in shards.iterdir()}
+        for prefix in (f"{n:02x}" for n in range(256)):
+            if prefix not in present:
+                (shards / prefix).mkdir(exist_ok=True)
 
     async def close(self) -> None:
         return None
 
     def _upload_path(self, upload_id: str) -> Path:
-        return self.root / "uploads" / upload_id / "data"
+        return self.root / "uploads" / upload_id
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -149,13 +173,7 @@ class FilesystemDriver:
         return path
 
     async def begin_upload(self, upload_id: str) -> DriverState:
-        path = self._upload_path(upload_id)
-
-        def create() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-
-        await asyncio.to_thread(create)
+        await asyncio.to_thread(self._upload_path(upload_id).touch)
         return {}
 
     async def put(self, digest: Digest, data: bytes) -> str:
@@ -189,7 +207,7 @@ class FilesystemDriver:
     async def resume_upload(
         self, upload_id: str, state: DriverState, size: int
     ) -> _FileUploadWriter:
-        return _FileUploadWriter(self._upload_path(upload_id), size, self.fsync)
+        return _FileUploadWriter(self.root, self._upload_path(upload_id), size, self.fsync)
 
     async def discard_upload(self, upload_id: str, state: DriverState) -> None:
         await asyncio.to_thread(_remove_upload, self.root / "uploads" / upload_id)
