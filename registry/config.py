@@ -169,6 +169,11 @@ class PipelineConfig(_Section):
     reevaluate_interval: float = Field(
         3600, ge=1, description="how often to look for changed policies or vulnerability data"
     )
+    synchronous_commit: bool = Field(
+        False,
+        description="true: pipeline jobs wait for every commit to reach the disk, as pushes "
+        "do (slower; see docs/pipeline.md, Durability)",
+    )
 
 
 class RateLimitConfig(_Section):

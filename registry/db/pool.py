@@ -7,6 +7,11 @@ behind: open transactions are rolled back on release all the same (asyncpg does 
 before the pool's reset), nothing LISTENs or SETs on a pooled connection, and code that
 takes a session advisory lock releases it itself and terminates the connection when it
 cannot (`session_lock`).
+
+Pools opened with `durable=False` commit without waiting for the WAL flush
+(`synchronous_commit = off`): the pipeline's own bookkeeping and copies, which are
+redone when a database crash loses them (docs/pipeline.md, "Durability").
+`flush_commits` makes everything committed so far durable before it is shown.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 20, bulk: bool = True
+    dsn: str, *, min_size: int = 2, max_size: int = 20, bulk: bool = True, durable: bool = True
 ) -> asyncpg.Pool:
     """A pool whose connections speak JSON for json/jsonb columns; with `bulk`, each
     also resolves the array codecs of the bulk statements when it opens (services do;
-    a CLI that sends a handful of queries would only wait for it)."""
+    a CLI that sends a handful of queries would only wait for it). Without `durable`,
+    its commits return before they reach the disk (see the module docstring)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -54,6 +60,7 @@ async def create_pool(
         init=_init_connection if bulk else _json_codecs,
         reset=_keep_session,
         command_timeout=60,
+        server_settings=None if durable else {"synchronous_commit": "off"},
     )
     assert pool is not None
     return pool
@@ -63,6 +70,17 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, direct or borrowed from a pool."""
 Executor = Conn | asyncpg.Pool
 """Anything that can run a query."""
+
+
+async def flush_commits(executor: Executor) -> None:
+    """Make every commit so far durable, from whichever pool: a synchronous commit
+    waits for the WAL up to its own record, and every earlier commit lies before it.
+    PostgreSQL does not wait for a transaction that wrote nothing, so this one writes
+    the smallest record there is (a logical decoding message, any role may)."""
+    await executor.execute(
+        "BEGIN; SET LOCAL synchronous_commit = on;"
+        " SELECT pg_logical_emit_message(true, 'zoll', 'flush'); COMMIT"
+    )
 
 
 @contextlib.asynccontextmanager

@@ -4,16 +4,24 @@ The signing key, the transparency log and its attestation ledger, sigstore trust
 trust policies, vulnerability data, and the criteria catalog of each namespace. A
 fingerprint over the inputs that decide an image's fate (trust policy, catalog,
 vulnerability data) tells when earlier results are stale and must be re-evaluated.
+
+The stages work on the registry through a pool of their own whose commits do not wait for
+the disk (unless `pipeline.synchronous_commit`): a database crash may lose the last
+moments of that work, and the jobs, whose completion is lost with it, do it again. The
+transparency log and its attestation ledger keep the registry's durable pool: nothing
+that was logged is ever taken back (docs/pipeline.md, "Durability").
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 
 from attest.servicekeys import ServiceKeyring, ServiceKeySettings
@@ -28,10 +36,12 @@ from policy.catalog import Catalog, load_catalog
 from policy.vuln import VulnStore
 from registry import __version__
 from registry.config import Config, NamespaceRule
+from registry.db.pool import create_pool
 from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
 
@@ -71,10 +81,16 @@ class PipelineServices:
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
+    _relaxed_pool: asyncpg.Pool | None = None
 
     @property
     def config(self) -> Config:
         return self.registry.config
+
+    @property
+    def relaxed_commits(self) -> bool:
+        """The stages' commits return before they reach the disk (see the docstring)."""
+        return self._relaxed_pool is not None
 
     @property
     def verifier(self) -> Verifier:
@@ -111,10 +127,34 @@ class PipelineServices:
     @classmethod
     async def open(cls, registry: Registry) -> PipelineServices:
         config = registry.config
+        durable = registry.pool
+        relaxed = None
+        if not config.pipeline.synchronous_commit:
+            assert config.database.dsn, "open_registry refuses a config without one"
+            relaxed = await create_pool(
+                config.database.dsn,
+                min_size=config.database.pool_min,
+                max_size=config.database.pool_max,
+                durable=False,
+            )
+            uploads = UploadService(relaxed, registry.driver, registry.budget, config.uploads)
+            registry = dataclasses.replace(registry, pool=relaxed, uploads=uploads)
+        try:
+            return await cls._open(registry, durable, relaxed)
+        except BaseException:
+            if relaxed is not None:
+                await relaxed.close()
+            raise
+
+    @classmethod
+    async def _open(
+        cls, registry: Registry, durable: asyncpg.Pool, relaxed: asyncpg.Pool | None
+    ) -> PipelineServices:
+        config = registry.config
         keyring = await asyncio.to_thread(
             ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
         )
-        log = TransparencyLog(registry.pool, keyring.signer, log_origin(config))
+        log = TransparencyLog(durable, keyring.signer, log_origin(config))
         trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
         for spec in config.attest.trusted_roots[1:]:
             trust = trust + TrustMaterial.resolve(spec)
@@ -131,7 +171,7 @@ class PipelineServices:
             trust=trust,
             trust_policies=policies,
             trust_policy_sha256=digest,
-            vulns=VulnStore(registry.pool),
+            vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,
                 lease_seconds=config.pipeline.lease_seconds,
@@ -139,14 +179,19 @@ class PipelineServices:
             ),
             copier=Copier(registry),
             upstreams=Upstreams(),
+            _relaxed_pool=relaxed,
         )
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
             await asyncio.to_thread(services.catalog, rule)
         return services
 
     async def aclose(self) -> None:
-        await self.upstreams.aclose()
-        self.keyring.close()
+        try:
+            await self.upstreams.aclose()
+            self.keyring.close()
+        finally:
+            if self._relaxed_pool is not None:
+                await self._relaxed_pool.close()
 
 
 SERVICES = web.AppKey("pipeline_services", PipelineServices)
