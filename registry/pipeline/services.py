@@ -44,6 +44,8 @@ from registry.pipeline.jobs import JobQueue
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
+PIPELINE_CONNECTIONS_PER_JOB = 4
+"""A job holds at most this many connections at once (parallel blob copies, a batch)."""
 
 
 def keyring_settings(config: Config) -> ServiceKeySettings:
@@ -131,10 +133,14 @@ class PipelineServices:
         relaxed = None
         if not config.pipeline.synchronous_commit:
             assert config.database.dsn, "open_registry refuses a config without one"
+            most = min(
+                config.database.pool_max,
+                PIPELINE_CONNECTIONS_PER_JOB * config.pipeline.concurrency + 2,
+            )
             relaxed = await create_pool(
                 config.database.dsn,
-                min_size=config.database.pool_min,
-                max_size=config.database.pool_max,
+                min_size=min(config.database.pool_min, most),
+                max_size=most,
                 durable=False,
             )
             uploads = UploadService(relaxed, registry.driver, registry.budget, config.uploads)
