@@ -37,6 +37,12 @@ class HTTPConfig(_Section):
     shutdown_timeout: float = Field(10.0, ge=0)
 
 
+PIPELINE_CONNECTIONS_PER_JOB = 4
+"""A pipeline job holds at most this many connections at once (parallel copies, a batch)."""
+CONNECTIONS_FOR_TOOLS = 12
+"""Connections left for the supervisor's start-up work and command-line tools."""
+
+
 class DatabaseConfig(_Section):
     dsn: str | None = Field(None, description="PostgreSQL DSN; none starts an embedded server")
     pool_min: int = Field(
@@ -257,6 +263,25 @@ class Config(_Section):
     @property
     def blob_root(self) -> Path:
         return self.storage.filesystem.root or self.data_dir / "blobs"
+
+    @property
+    def pipeline_pool_max(self) -> int:
+        """Connections the pipeline's own pool may hold (docs/pipeline.md, Durability)."""
+        return min(
+            self.database.pool_max, PIPELINE_CONNECTIONS_PER_JOB * self.pipeline.concurrency + 2
+        )
+
+    @property
+    def relaxed_pipeline(self) -> bool:
+        """The pipeline commits through a pool of its own that does not wait for the disk."""
+        return self.pipeline.enabled and not self.pipeline.synchronous_commit
+
+    def connections_needed(self) -> int:
+        """PostgreSQL connections `zoll serve` may hold at its peak, with room for tools."""
+        per_worker = self.database.pool_max + 1  # + the pipeline runner's LISTEN connection
+        if self.relaxed_pipeline:
+            per_worker += self.pipeline_pool_max
+        return self.http.workers * per_worker + CONNECTIONS_FOR_TOOLS
 
     def pull_through_rule(self, repository: str) -> PullThroughRule | None:
         for rule in self.pull_through:

@@ -62,7 +62,8 @@ class Supervisor:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         if not config.database.dsn:
             self._postgres = EmbeddedPostgres(config.data_dir / "postgres")
-            config = _with(config, database={"dsn": self._postgres.start()})
+            dsn = self._postgres.start(config.connections_needed())
+            config = _with(config, database={"dsn": dsn})
         if config.storage.driver == "s3" and not config.storage.s3.endpoint:
             self._seaweed = EmbeddedSeaweed(config.data_dir / "seaweedfs")
             endpoint = self._seaweed.start()

@@ -90,7 +90,7 @@ async def open_database(config: Config) -> AsyncIterator[asyncpg.Pool]:
     dsn = config.database.dsn
     if not dsn:
         embedded = EmbeddedPostgres(config.data_dir / "postgres")
-        dsn = await asyncio.to_thread(embedded.start)
+        dsn = await asyncio.to_thread(embedded.start, config.connections_needed())
     try:
         pool = await create_pool(dsn, min_size=1, max_size=2, bulk=False)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +16,10 @@ from registry.processes import alive
 
 log = get_logger("zoll.embedded")
 DATABASE = "zoll"
+HANDLES = ".handle_pids.json"
+"""pgserver's list of the processes that hold the server."""
+DEFAULT_CONNECTIONS = 100
+"""PostgreSQL's own default `max_connections`."""
 
 
 class EmbeddedPostgres:
@@ -25,20 +30,43 @@ class EmbeddedPostgres:
         self._server: Any = None
         self.dsn = ""
 
-    def start(self) -> str:
+    def start(self, connections: int = DEFAULT_CONNECTIONS) -> str:
+        """Start (initialising the folder the first time) and allow at least
+        `connections` clients; raising the limit restarts the server once."""
         self.folder.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(self.folder)
-        import pgserver  # only a starting server needs it (CLI tools just read the socket)
-
-        self._server = pgserver.get_server(  # type: ignore[attr-defined]
-            str(self.folder), cleanup_mode="stop"
-        )
-        admin = self._server.get_uri()
+        admin = self._start_server()
+        if asyncio.run(_allow_connections(admin, connections)):
+            if self._sole_holder():
+                self._server.cleanup()
+                admin = self._start_server()
+                log.info("embedded postgres restarted", max_connections=connections)
+            else:
+                log.warning(
+                    "max_connections is raised from the next start: other processes hold "
+                    "the embedded postgres",
+                    wanted=connections,
+                )
         asyncio.run(_ensure_database(admin))
         parts = urlsplit(admin)
         self.dsn = urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", parts.query, ""))
         log.info("embedded postgres started", folder=str(self.folder))
         return self.dsn
+
+    def _start_server(self) -> str:
+        import pgserver  # only a starting server needs it (CLI tools just read the socket)
+
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]
+            str(self.folder), cleanup_mode="stop"
+        )
+        return str(self._server.get_uri())
+
+    def _sole_holder(self) -> bool:
+        try:
+            holders = json.loads((self.folder / HANDLES).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(holders == [os.getpid()])
 
     def stop(self) -> None:
         if self._server is not None:
@@ -51,7 +79,7 @@ def _forget_dead_handles(folder: Path) -> None:
     """pgserver stops PostgreSQL when the last process holding it exits, and remembers the
     holders in a file; a killed `zoll serve` stays listed forever, and the server would
     then outlive every later run. Drop holders that no longer exist."""
-    path = folder / ".handle_pids.json"
+    path = folder / HANDLES
     try:
         pids = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -61,6 +89,19 @@ def _forget_dead_handles(folder: Path) -> None:
     running = [p for p in pids if isinstance(p, int) and alive(p)]
     if running != pids:
         path.write_text(json.dumps(running))
+
+
+async def _allow_connections(admin_dsn: str, wanted: int) -> bool:
+    """Raise `max_connections` to `wanted` (never lower it); True when a restart is due."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        current = int(await conn.fetchval("SHOW max_connections"))
+        if current >= wanted:
+            return False
+        await conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
+        return True
+    finally:
+        await conn.close()
 
 
 async def _ensure_database(admin_dsn: str) -> None:

@@ -44,8 +44,6 @@ from registry.pipeline.jobs import JobQueue
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
-PIPELINE_CONNECTIONS_PER_JOB = 4
-"""A job holds at most this many connections at once (parallel blob copies, a batch)."""
 
 
 def keyring_settings(config: Config) -> ServiceKeySettings:
@@ -131,16 +129,12 @@ class PipelineServices:
         config = registry.config
         durable = registry.pool
         relaxed = None
-        if not config.pipeline.synchronous_commit:
+        if config.relaxed_pipeline:
             assert config.database.dsn, "open_registry refuses a config without one"
-            most = min(
-                config.database.pool_max,
-                PIPELINE_CONNECTIONS_PER_JOB * config.pipeline.concurrency + 2,
-            )
             relaxed = await create_pool(
                 config.database.dsn,
-                min_size=min(config.database.pool_min, most),
-                max_size=most,
+                min_size=min(config.database.pool_min, config.pipeline_pool_max),
+                max_size=config.pipeline_pool_max,
                 durable=False,
             )
             uploads = UploadService(relaxed, registry.driver, registry.budget, config.uploads)
