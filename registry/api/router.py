@@ -18,7 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from registry.db.pool import flush_commits
 from registry.http.access import PUBLIC, Needs, requires
-from registry.http.state import RELAXED_COMMITS, registry_of
+from registry.http.state import registry_of
 
 ApiHandler = Callable[[web.Request], Awaitable[BaseModel | web.StreamResponse]]
 
@@ -115,8 +115,9 @@ class ApiRouter:
                     result = await fn(request)
                 except ApiError as err:
                     return err.response()
-                if request.app.get(RELAXED_COMMITS):  # auditors may anchor what they see
-                    await flush_commits(registry_of(request).pool)
+                registry = registry_of(request)
+                if registry.config.relaxed_pipeline:  # auditors may anchor what they see
+                    await flush_commits(registry.pool)
                 if isinstance(result, web.StreamResponse):
                     return result
                 body = result.model_dump_json(by_alias=True)

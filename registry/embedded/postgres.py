@@ -62,11 +62,7 @@ class EmbeddedPostgres:
         return str(self._server.get_uri())
 
     def _sole_holder(self) -> bool:
-        try:
-            holders = json.loads((self.folder / HANDLES).read_text())
-        except (OSError, ValueError):
-            return False
-        return bool(holders == [os.getpid()])
+        return _holders(self.folder) == [os.getpid()]
 
     def stop(self) -> None:
         if self._server is not None:
@@ -79,16 +75,21 @@ def _forget_dead_handles(folder: Path) -> None:
     """pgserver stops PostgreSQL when the last process holding it exits, and remembers the
     holders in a file; a killed `zoll serve` stays listed forever, and the server would
     then outlive every later run. Drop holders that no longer exist."""
-    path = folder / HANDLES
-    try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(pids, list):
+    pids = _holders(folder)
+    if pids is None:
         return
     running = [p for p in pids if isinstance(p, int) and alive(p)]
     if running != pids:
-        path.write_text(json.dumps(running))
+        (folder / HANDLES).write_text(json.dumps(running))
+
+
+def _holders(folder: Path) -> list[object] | None:
+    """pgserver's list of holder pids; None when there is none or it is unreadable."""
+    try:
+        pids = json.loads((folder / HANDLES).read_text())
+    except (OSError, ValueError):
+        return None
+    return pids if isinstance(pids, list) else None
 
 
 async def _allow_connections(admin_dsn: str, wanted: int) -> bool:

@@ -23,7 +23,7 @@ from registry.auth.middleware import authorize
 from registry.http import ops
 from registry.http.errors import error_middleware
 from registry.http.middleware import request_context
-from registry.http.state import REGISTRY, RELAXED_COMMITS, Registry
+from registry.http.state import REGISTRY, Registry
 from registry.http.v2 import base, blobs, listings, manifests, uploads
 from registry.mirror import jobs as _mirror_jobs  # noqa: F401  (registers mirror jobs)
 from registry.pipeline import runner as _pipeline  # noqa: F401  (registers the push hook)
@@ -41,7 +41,6 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
     app[REGISTRY] = registry
     if services is not None:
         app[SERVICES] = services
-        app[RELAXED_COMMITS] = services.relaxed_commits
     r = app.router
     r.add_get("/v2/", base.version_check)
     r.add_get("/v2", base.version_check)

@@ -31,9 +31,6 @@ class Registry:
 
 
 REGISTRY = web.AppKey("registry", Registry)
-RELAXED_COMMITS = web.AppKey("relaxed_commits", bool)
-"""True when this process's pipeline commits without waiting for the disk: API answers
-then flush first (`registry.db.pool.flush_commits`), so nothing shown can be lost."""
 REQUEST_ID = web.RequestKey("request_id", str)
 
 

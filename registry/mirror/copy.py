@@ -73,7 +73,7 @@ class _StreamSource:
 
     def __init__(self, stream: AsyncIterator[bytes], digest: Digest, progress: CopyProgress):
         self._stream = stream
-        self.verifies = self._digest = digest
+        self.verifies = digest
         self._progress = progress
         self.received = 0
 
@@ -83,7 +83,7 @@ class _StreamSource:
         except StopAsyncIteration:
             return b""
         self.received += len(chunk)
-        self._progress.blob_advanced(self._digest, len(chunk))
+        self._progress.blob_advanced(self.verifies, len(chunk))
         return chunk
 
 

@@ -88,11 +88,6 @@ class PipelineServices:
         return self.registry.config
 
     @property
-    def relaxed_commits(self) -> bool:
-        """The stages' commits return before they reach the disk (see the docstring)."""
-        return self._relaxed_pool is not None
-
-    @property
     def verifier(self) -> Verifier:
         return Verifier(ZOLL_VERIFIER_ID, {"zoll": __version__})
 

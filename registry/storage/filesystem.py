@@ -35,7 +35,8 @@ def content_key(digest: Digest) -> str:
 class _FileUploadWriter:
     def __init__(self, root: Path, path: Path, size: int, fsync: bool) -> None:
         self._root = root
-        self._id = path.name
+        self._upload = path
+        """The upload's own entry under uploads/ (its file, or an older version's folder)."""
         self._path = path
         self._size = size
         self._resumed_at = size
@@ -55,7 +56,7 @@ class _FileUploadWriter:
                     self._path = self._path / _LEGACY_DATA
                     self._fd = os.open(self._path, os.O_WRONLY)
             except FileNotFoundError as exc:
-                raise UploadLost(f"upload data {self._id} is gone") from exc
+                raise UploadLost(f"upload data {self._upload.name} is gone") from exc
             actual = os.fstat(self._fd).st_size
             if actual < self._resumed_at:
                 raise UploadLost(
@@ -114,7 +115,7 @@ class _FileUploadWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            _remove_upload(self._root / "uploads" / self._id)
+            _remove_upload(self._upload)
 
         await asyncio.to_thread(remove)
 
@@ -210,7 +211,7 @@ class FilesystemDriver:
         return _FileUploadWriter(self.root, self._upload_path(upload_id), size, self.fsync)
 
     async def discard_upload(self, upload_id: str, state: DriverState) -> None:
-        await asyncio.to_thread(_remove_upload, self.root / "uploads" / upload_id)
+        await asyncio.to_thread(_remove_upload, self._upload_path(upload_id))
 
     async def stat(self, key: str) -> int | None:
         try:

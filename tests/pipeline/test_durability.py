@@ -28,7 +28,7 @@ async def test_pipeline_work_commits_without_waiting_but_pushes_and_the_log_wait
     config = registry_config(pg_dsn, tmp_path / "data", "filesystem", None)
     async with live_registry(config) as zoll:
         svc = zoll.services
-        assert svc.relaxed_commits
+        assert svc.config.relaxed_pipeline
         assert await _setting(svc.registry.pool) == "off"  # copies, stages, jobs
         assert await _setting(zoll.registry.pool) == "on"  # pushes and the API
         assert await _setting(svc.log.pool) == "on"  # nothing logged is taken back
@@ -57,7 +57,7 @@ async def test_synchronous_commit_makes_the_pipeline_wait_like_pushes(
     )
     async with live_registry(config) as zoll:
         svc = zoll.services
-        assert not svc.relaxed_commits
+        assert not svc.config.relaxed_pipeline
         assert svc.registry.pool is zoll.registry.pool
         assert await _setting(svc.registry.pool) == "on"
         before = await _next_xid(zoll.registry.pool)
