@@ -67,10 +67,30 @@ class EmbeddedSeaweed:
             json.dump(identities, fh)
         return config
 
-    def start(self, timeout: float = 60) -> str:
+    def start(self, timeout: float = 60, attempts: int = 3) -> str:
+        """Start on free loopback ports. A port is free when chosen but may be taken before
+        SeaweedFS binds it (other processes pick ports too): that start is retried."""
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
         identities = self._credentials()
+        weed_log = self.folder / "weed.log"
+        for attempt in range(1, attempts + 1):
+            logged = weed_log.stat().st_size if weed_log.exists() else 0
+            if self._launch(data, identities, timeout):
+                break
+            with weed_log.open("rb") as fh:
+                fh.seek(logged)
+                lost_a_port = b"address already in use" in fh.read()
+            if not lost_a_port or attempt == attempts:
+                raise RuntimeError(f"SeaweedFS exited; see {weed_log}")
+            log.info("embedded seaweedfs lost a port to another process, trying others")
+        assert self._proc is not None
+        (self.folder / "endpoint").write_text(f"{self.endpoint} {self._proc.pid}\n")
+        log.info("embedded seaweedfs started", endpoint=self.endpoint)
+        return self.endpoint
+
+    def _launch(self, data: Path, identities: Path, timeout: float) -> bool:
+        """Run `weed server` and wait for its S3 gateway; False if it exits first."""
         s3_port = free_port()
         ports = [
             f"-{role}.port{kind}={free_port()}"
@@ -103,21 +123,17 @@ class EmbeddedSeaweed:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited; see {self.folder / 'weed.log'}")
+                return False
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 (loopback)
             except urllib.error.HTTPError:
-                break  # an S3 error document: the gateway is up
+                return True  # an S3 error document: the gateway is up
             except OSError:
                 time.sleep(0.2)
                 continue
-            break
-        else:
-            self.stop()
-            raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
-        (self.folder / "endpoint").write_text(f"{self.endpoint} {self._proc.pid}\n")
-        log.info("embedded seaweedfs started", endpoint=self.endpoint)
-        return self.endpoint
+            return True
+        self.stop()
+        raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
 
     def stop(self, grace: float = 5) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds: SeaweedFS's own graceful stop waits
