@@ -20,7 +20,7 @@ from attest.bundle import verify_bundle
 from attest.identity import KeylessIdentity, Signers
 from attest.trustroot import TrustMaterial
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sigstore"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sigstore"
 CASES = [
     ("bundle.txt", "a@tny.town"),
     ("bundle_v3.txt", "william@yossarian.net"),

@@ -1,4 +1,4 @@
-"""Real Sigstore test material (../shared/fixtures/sigstore) and what it was issued to.
+"""Real Sigstore test material (tests/fixtures/sigstore) and what it was issued to.
 
 The identities, issuers and trusted roots are those sigstore-python's own tests state
 for these files (test/unit/verify/test_verifier.py, test_policy.py, test_models.py at

@@ -1,11 +1,10 @@
-"""Where the tests find things outside the repository."""
+"""Where the tests find their material: all of it inside the repository, so `make test`
+passes in a clone with nothing beside it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("ZOLL_SHARED", REPO.parent / "shared"))
-"""`../shared` beside the checkout (fixtures, research), as CI lays it out."""
-FIXTURES = SHARED / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
+"""Third-party signed material (Sigstore, in-toto), copied with its README on origin."""
