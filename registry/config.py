@@ -183,17 +183,19 @@ class PipelineConfig(_Section):
 
 
 class RateLimitConfig(_Section):
-    """Token buckets per worker process (see docs/auth.md)."""
+    """Failed-login back-off, shared by all workers and instances (see docs/auth.md).
 
-    token_per_second: float = Field(
-        5.0, gt=0, description="/token requests per second, per principal and per address"
-    )
-    token_burst: int = Field(50, ge=1)
+    Successful logins and token requests are never throttled."""
+
     failed_logins: int = Field(
-        10, ge=1, description="failed logins an address or user name may have before waiting"
+        10, ge=1, description="failed logins an address or user name may have before a lockout"
     )
-    failed_login_refill: float = Field(
-        30.0, gt=0, description="seconds until one more failed login is allowed"
+    lockout: float = Field(
+        30.0, gt=0, description="seconds of the first lockout; each further failure doubles it"
+    )
+    max_lockout: float = Field(900.0, gt=0, description="the longest lockout, in seconds")
+    failure_memory: float = Field(
+        3600.0, gt=0, description="seconds after the last failure until the count starts over"
     )
 
 

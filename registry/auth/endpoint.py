@@ -8,7 +8,7 @@
 The token carries, per requested resource, the requested actions the caller may do: an
 unknown or forbidden scope is not an error, it is simply not granted (the registry then
 answers 401/403/404 for the request that needs it). Wrong credentials are 401 (GET) or
-400 `invalid_grant` (POST), and are audited; requests and failures are rate limited.
+400 `invalid_grant` (POST), and are audited; failed logins back off (registry.auth.ratelimit).
 """
 
 from __future__ import annotations
@@ -101,7 +101,6 @@ async def token_get(request: web.Request) -> web.StreamResponse:
             name, password = parse_basic(value)
         elif header:
             return _oci_error(400, "UNSUPPORTED", "use Basic credentials (or none) for /token")
-        service.guard.token_request(source, name)
         wanted_service = request.query.get("service")
         if wanted_service is not None and wanted_service != service.config.service:
             return _oci_error(400, "DENIED", f"this token server is for {service.config.service!r}")
@@ -169,7 +168,6 @@ async def token_post(request: web.Request) -> web.StreamResponse:
     if not name or password is None:
         return _oauth_error(400, "invalid_request", "username and password are required")
     try:
-        service.guard.token_request(source, name)
         wanted_service = field("service")
         if wanted_service is not None and wanted_service != service.config.service:
             return _oauth_error(

@@ -1,78 +1,20 @@
-"""Token buckets against abuse: per principal and per source address, per worker process.
+"""Failed-login back-off, shared by every worker and instance through PostgreSQL.
 
-`/token` requests draw from a bucket per address and one per user name. Failed logins
-draw from a second, small pair of buckets that refill slowly; once either is empty every
-further login for that name or from that address is answered 429 with Retry-After until
-it refills, correct password or not, so guessing proceeds at the refill rate at best.
-Buckets live in memory: with N workers an address gets up to N times the budget (the
-kernel spreads connections), which docs/auth.md states.
+What is throttled is guessing, not use: a client that asks `/token` before every request
+with valid credentials is never slowed down (a verified credential is remembered per
+worker, and successful logins write nothing). Each failed login counts against the source
+address and the account name. Once either has `failed_logins` failures, logins for that
+name or from that address are refused with 429 and Retry-After for `lockout` seconds,
+right password or not; every further failure after a lockout doubles it, up to
+`max_lockout`. Failures are forgotten `failure_memory` seconds after the last one.
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable
+import random
 from dataclasses import dataclass
 
-MAX_KEYS = 20000
-"""Buckets kept per limiter; the least recently used is dropped (it is full again by then
-for any sane configuration, or the address is flooding and keeps its own fresh)."""
-
-
-@dataclass
-class TokenBucket:
-    rate: float
-    """Tokens added per second."""
-    capacity: float
-    tokens: float
-    updated: float
-
-    def _refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-
-    def take(self, now: float, amount: float = 1.0) -> float:
-        """Take `amount`; 0.0 if granted, else the seconds until it would be."""
-        self._refill(now)
-        if self.tokens >= amount:
-            self.tokens -= amount
-            return 0.0
-        return (amount - self.tokens) / self.rate
-
-    def wait(self, now: float) -> float:
-        """Seconds until one token is available, without taking it."""
-        self._refill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
-
-
-class Limiter:
-    """One bucket per key (an address, a user name), least recently used dropped first."""
-
-    def __init__(
-        self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.clock = clock
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def _bucket(self, key: str) -> TokenBucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.rate, self.capacity, self.capacity, self.clock())
-            self._buckets[key] = bucket
-            if len(self._buckets) > MAX_KEYS:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket
-
-    def take(self, key: str) -> float:
-        return self._bucket(key).take(self.clock())
-
-    def wait(self, key: str) -> float:
-        return self._bucket(key).wait(self.clock())
+import asyncpg
 
 
 class RateLimited(Exception):
@@ -84,34 +26,66 @@ class RateLimited(Exception):
         self.what = what
 
 
-class LoginGuard:
-    """The request and failed-login budgets of one worker process."""
+@dataclass(frozen=True, slots=True)
+class BackOff:
+    failed_logins: int
+    lockout: float
+    max_lockout: float
+    failure_memory: float
 
-    def __init__(
-        self,
-        per_second: float,
-        burst: int,
-        failures: int,
-        failure_refill: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.requests = Limiter(per_second, burst, clock)
-        self.failures = Limiter(1.0 / failure_refill, failures, clock)
 
-    def token_request(self, address: str, name: str | None) -> None:
-        """Count one /token request; RateLimited if the address or name is over budget."""
-        for key in (f"a:{address}", f"u:{name}" if name else None):
-            if key is not None:
-                wait = self.requests.take(key)
-                if wait:
-                    raise RateLimited(wait, "too many token requests")
+_CHECK = """
+SELECT extract(epoch FROM max(blocked_until) - now())::float8
+FROM login_failures WHERE key = ANY($1::text[]) AND blocked_until > now()
+"""
 
-    def before_login(self, address: str, name: str) -> None:
-        """RateLimited while the address or name has used up its failed logins."""
-        wait = max(self.failures.wait(f"a:{address}"), self.failures.wait(f"u:{name}"))
-        if wait:
+_FAIL = """
+INSERT INTO login_failures AS f (key, failures, last_failure, blocked_until)
+SELECT k, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END
+FROM unnest($1::text[]) AS k
+ON CONFLICT (key) DO UPDATE SET
+    failures = CASE WHEN f.last_failure < now() - make_interval(secs => $5) THEN 1
+                    ELSE f.failures + 1 END,
+    last_failure = now(),
+    blocked_until = CASE
+        WHEN f.last_failure < now() - make_interval(secs => $5) THEN
+            CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END
+        WHEN f.failures + 1 >= $2 THEN
+            now() + make_interval(secs => least($4, $3 * power(2, f.failures + 1 - $2)))
+        ELSE f.blocked_until END
+"""
+
+_FORGET = "DELETE FROM login_failures WHERE last_failure < now() - make_interval(secs => $1)"
+
+
+class LoginThrottle:
+    """The failed-login counters of one database, for every process that uses it."""
+
+    def __init__(self, pool: asyncpg.Pool, backoff: BackOff) -> None:
+        self.pool = pool
+        self.backoff = backoff
+
+    @staticmethod
+    def _keys(address: str, name: str) -> list[str]:
+        return [f"a:{address}", f"u:{name}"]
+
+    async def before_login(self, address: str, name: str) -> None:
+        """RateLimited while the address or the name is locked out."""
+        wait = await self.pool.fetchval(_CHECK, self._keys(address, name))
+        if wait is not None and wait > 0:
             raise RateLimited(wait, "too many failed logins")
 
-    def failed(self, address: str, name: str) -> None:
-        self.failures.take(f"a:{address}")
-        self.failures.take(f"u:{name}")
+    async def failed(self, address: str, name: str) -> None:
+        """Count one failed login against the address and the name."""
+        b = self.backoff
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                _FAIL,
+                self._keys(address, name),
+                b.failed_logins,
+                float(b.lockout),
+                float(b.max_lockout),
+                float(b.failure_memory),
+            )
+            if random.random() < 0.02:
+                await conn.execute(_FORGET, float(b.failure_memory))

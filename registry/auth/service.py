@@ -28,7 +28,7 @@ from registry.auth.accounts import ANONYMOUS, Principal
 from registry.auth.caller import Caller
 from registry.auth.keys import TokenKeyring
 from registry.auth.passwords import Hasher
-from registry.auth.ratelimit import LoginGuard
+from registry.auth.ratelimit import BackOff, LoginThrottle
 from registry.auth.roles import Grants
 from registry.auth.tokens import TokenAuthority, TokenClaims, TokenError, UnknownKey
 from registry.config import Config
@@ -95,11 +95,11 @@ class AuthService:
         )
         self.hasher = Hasher(self.config.scrypt_log2_n, self.config.kdf_concurrency)
         limits = self.config.limits
-        self.guard = LoginGuard(
-            limits.token_per_second,
-            limits.token_burst,
-            limits.failed_logins,
-            limits.failed_login_refill,
+        self.throttle = LoginThrottle(
+            pool,
+            BackOff(
+                limits.failed_logins, limits.lockout, limits.max_lockout, limits.failure_memory
+            ),
         )
         self._principals: dict[str, _Cached] = {}
         self._bearers: dict[str, tuple[Caller, float]] = {}
@@ -169,7 +169,7 @@ class AuthService:
             and principal.usable()
         ):
             return principal  # verified recently: no slow hash, and no guessing either
-        self.guard.before_login(source, name)
+        await self.throttle.before_login(source, name)
         stored = principal.secret_hash if principal is not None else None
         if not await self.hasher.verify(password, stored):
             reason = "unknown principal" if principal is None else "wrong secret"
@@ -183,7 +183,7 @@ class AuthService:
         return principal
 
     async def _failed(self, name: str, source: str, reason: str) -> NoReturn:
-        self.guard.failed(source, name)
+        await self.throttle.failed(source, name)
         log.warning("login failed", principal=name, source=source, reason=reason)
         await audit.record_now(self.pool, "login.failure", target=name, detail={"reason": reason})
         raise LoginFailed(reason)

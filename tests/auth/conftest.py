@@ -25,7 +25,7 @@ def auth_settings(**extra: Any) -> dict[str, Any]:
         "enabled": True,
         "scrypt_log2_n": FAST_KDF,
         "principal_cache": 0,
-        "limits": {"token_per_second": 1000, "token_burst": 10000, "failed_logins": 1000},
+        "limits": {"failed_logins": 1000},
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(settings.get(key), dict):
