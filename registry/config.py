@@ -60,6 +60,11 @@ class S3Config(_Section):
     prefix: str = ""
     part_size: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 * 1024 * 1024)
     parts_in_flight: int = Field(2, ge=1, le=16)
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to the store")
+    read_timeout: float = Field(
+        15.0, gt=0, description="seconds the store may stay silent within one call"
+    )
+    max_attempts: int = Field(3, ge=1, le=10, description="tries per call (retries + 1)")
     redirect: bool = Field(False, description="answer blob GETs with 307 to presigned URLs")
     redirect_min_size: int = Field(1024 * 1024, ge=0)
     presign_seconds: int = Field(900, ge=60, le=7 * 24 * 3600)
@@ -78,6 +83,9 @@ class StorageConfig(_Section):
         64 * 1024 * 1024,
         ge=4 * 1024 * 1024,
         description="bytes of upload data a process may hold in memory at once",
+    )
+    buffer_wait: float = Field(
+        30.0, gt=0, description="seconds an upload waits for buffer memory before a 503"
     )
 
 

@@ -48,7 +48,7 @@ async def open_registry(config: Config, *, run_migrations: bool = True) -> Regis
             if applied:
                 log.info("migrations applied", versions=[m.version for m in applied])
         auth = await open_auth(config, pool) if config.auth.enabled else None
-        budget = ByteBudget(config.storage.buffer_budget)
+        budget = ByteBudget(config.storage.buffer_budget, config.storage.buffer_wait)
         driver = make_driver(config, budget)
         await driver.start()
     except BaseException:

@@ -126,7 +126,11 @@ class UploadService:
             if content_range is not None and content_range[0] != session.size:
                 raise _out_of_order(session)
             writer, hasher = await self._resume(session)
-            received = await self._receive(session.id, body, writer, hasher)
+            try:
+                received = await self._receive(session.id, body, writer, hasher)
+            except BaseException:
+                await _quietly(writer.close())  # the saved state still holds
+                raise
             if content_range is not None and received != content_range[1] - content_range[0] + 1:
                 await writer.suspend()  # state below is not saved: these bytes are dropped
                 raise RegistryError(
@@ -163,7 +167,11 @@ class UploadService:
                 )
             writer, hasher = await self._resume(session, algorithm)
             if body is not None:
-                await self._receive(session.id, body, writer, hasher)
+                try:
+                    await self._receive(session.id, body, writer, hasher)
+                except BaseException:
+                    await _quietly(writer.close())
+                    raise
             info = await self._publish(name, digest, writer, hasher, session.id)
         except RegistryError as err:
             if err.code is ErrorCode.DIGEST_INVALID:  # a wrong digest ends the upload
@@ -291,7 +299,10 @@ class UploadService:
                     asyncio.to_thread(_hash_all, hasher, chunks), writer.write(chunks)
                 )
 
-        await self.budget.acquire(2 * CHUNK)
+        try:
+            await self.budget.acquire(2 * CHUNK)
+        except StorageError as exc:
+            raise RegistryError(ErrorCode.UNAVAILABLE, str(exc)) from exc
         try:
             while True:
                 chunk = await body.readany()
@@ -317,7 +328,7 @@ class UploadService:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
-            await self.budget.release(2 * CHUNK)
+            self.budget.release(2 * CHUNK)
         return total
 
     async def _publish(

@@ -39,9 +39,17 @@ class EmbeddedSeaweed:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] = {}
+        """The ports of the last good start; a restart takes them again, so clients
+        configured with the endpoint find the store where it was."""
         self.endpoint = ""
         self.access_key = ""
         self.secret_key = ""
+
+    @property
+    def pid(self) -> int | None:
+        """The `weed server` process (its own process group), while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     def _credentials(self) -> Path:
         path = self.folder / "s3-credentials.json"
@@ -91,22 +99,21 @@ class EmbeddedSeaweed:
 
     def _launch(self, data: Path, identities: Path, timeout: float) -> bool:
         """Run `weed server` and wait for its S3 gateway; False if it exits first."""
-        s3_port = free_port()
-        ports = [
-            f"-{role}.port{kind}={free_port()}"
-            for role in ("master", "volume", "filer")
-            for kind in ("", ".grpc")
+        roles = [
+            f"{role}.port{kind}" for role in ("master", "volume", "filer") for kind in ("", ".grpc")
         ]
+        ports = self._ports or {name: free_port() for name in [*roles, "s3.port", "s3.port.grpc"]}
+        s3_port = ports["s3.port"]
         args = [
             weed_binary(),
             "server",
             f"-dir={data}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
-            *ports,
+            *(f"-{name}={ports[name]}" for name in roles),
             "-s3",
             f"-s3.port={s3_port}",
-            f"-s3.port.grpc={free_port()}",
+            f"-s3.port.grpc={ports['s3.port.grpc']}",
             "-s3.port.iceberg=0",  # no side services on fixed ports
             "-s3.port.lance=0",
             f"-s3.config={identities}",
@@ -127,10 +134,12 @@ class EmbeddedSeaweed:
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 (loopback)
             except urllib.error.HTTPError:
-                return True  # an S3 error document: the gateway is up
+                self._ports = ports  # an S3 error document: the gateway is up
+                return True
             except OSError:
                 time.sleep(0.2)
                 continue
+            self._ports = ports
             return True
         self.stop()
         raise RuntimeError(f"SeaweedFS did not start within {timeout}s")

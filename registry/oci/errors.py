@@ -9,6 +9,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+RETRY_AFTER_UNAVAILABLE = 5
+"""Seconds a 503 asks clients to wait before trying again."""
+
 
 class ErrorCode(Enum):
     """Spec error code → (HTTP status, default message)."""
@@ -59,6 +62,8 @@ class RegistryError(Exception):
         self.detail = detail
         self.status = status or code.status
         self.headers = headers or {}
+        if self.status == 503:  # an outage or overload: tell clients when to come back
+            self.headers.setdefault("Retry-After", str(RETRY_AFTER_UNAVAILABLE))
         super().__init__(f"{code.name}: {self.message}")
 
     def body(self) -> dict[str, Any]:

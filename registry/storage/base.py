@@ -39,7 +39,7 @@ class StoredObject:
 
 
 class UploadWriter(Protocol):
-    """Appends to one upload; `suspend` or `commit` or `abort` ends its use."""
+    """Appends to one upload; `suspend`, `commit`, `abort` or `close` ends its use."""
 
     @property
     def size(self) -> int:
@@ -64,6 +64,11 @@ class UploadWriter(Protocol):
 
     async def abort(self) -> None:
         """Discard everything written."""
+        ...
+
+    async def close(self) -> None:
+        """End this request's use after a failure, saving nothing: free its memory and
+        handles. The state saved before the request stays valid to resume from."""
         ...
 
 

@@ -110,6 +110,11 @@ class _FileUploadWriter:
         await asyncio.to_thread(finish_and_move)
         return key
 
+    async def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            await asyncio.to_thread(os.close, fd)
+
     async def abort(self) -> None:
         def remove() -> None:
             if self._fd is not None:

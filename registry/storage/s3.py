@@ -74,8 +74,9 @@ class _S3UploadWriter:
 
     async def _reserve(self) -> None:
         if self._reserved == 0:
-            self._reserved = self._part_size() + CHUNK
-            await self._d.budget.acquire(self._reserved)
+            amount = self._part_size() + CHUNK
+            await self._d.budget.acquire(amount)
+            self._reserved = amount
 
     async def write(self, chunks: Sequence[bytes]) -> None:
         for data in chunks:
@@ -86,6 +87,11 @@ class _S3UploadWriter:
                 await self._flush_part()
 
     async def _flush_part(self) -> None:
+        """Send the buffer as the next part. The part's reservation goes with its task and
+        is released when the task ends, however it ends (cancelled before it ran too);
+        until the task exists it stays the writer's, released by suspend/commit/abort."""
+        while len(self._inflight) >= self._d.config.parts_in_flight:
+            await self._inflight.pop(0)  # an earlier part's failure surfaces here
         if self._mpu is None:
             resp = await self._d.call("create_multipart_upload", Key=self._mpu_key)
             self._mpu = resp["UploadId"]
@@ -93,35 +99,38 @@ class _S3UploadWriter:
         self._parts.append({"n": number, "etag": None, "size": len(self._buffer)})
         data, reserved = bytes(self._buffer), self._reserved
         self._buffer, self._reserved = bytearray(), 0
-        while len(self._inflight) >= self._d.config.parts_in_flight:
-            await self._inflight.pop(0)
-        self._inflight.append(asyncio.create_task(self._send_part(number, data, reserved)))
+        task = asyncio.create_task(self._send_part(number, data))
+        task.add_done_callback(lambda _: self._d.budget.release(reserved))
+        self._inflight.append(task)
 
-    async def _send_part(self, number: int, data: bytes, reserved: int) -> None:
-        try:
-            resp = await self._d.call(
-                "upload_part",
-                Key=self._mpu_key,
-                UploadId=self._mpu,
-                PartNumber=number,
-                Body=data,
-            )
-            self._parts[number - 1]["etag"] = resp["ETag"]
-        finally:
-            await self._d.budget.release(reserved)
+    async def _send_part(self, number: int, data: bytes) -> None:
+        resp = await self._d.call(
+            "upload_part",
+            Key=self._mpu_key,
+            UploadId=self._mpu,
+            PartNumber=number,
+            Body=data,
+        )
+        self._parts[number - 1]["etag"] = resp["ETag"]
 
     async def _drain(self) -> None:
         try:
             for task in self._inflight:
                 await task
         finally:
-            for task in self._inflight:
-                task.cancel()
-            self._inflight.clear()
+            await self._cancel_inflight()
+
+    async def _cancel_inflight(self) -> None:
+        """Stop the parts still being sent and wait until they have ended, so their
+        reservations are back before the caller goes on."""
+        for task in self._inflight:
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._inflight.clear()
 
     async def _release(self) -> None:
         if self._reserved:
-            await self._d.budget.release(self._reserved)
+            self._d.budget.release(self._reserved)
             self._reserved = 0
         self._buffer = bytearray()
 
@@ -166,11 +175,12 @@ class _S3UploadWriter:
             await self._d.delete(self._old_tail)
         return key[len(self._d.config.prefix) :]
 
-    async def abort(self) -> None:
+    async def close(self) -> None:
         await self._release()
-        for task in self._inflight:
-            task.cancel()
-        self._inflight.clear()
+        await self._cancel_inflight()
+
+    async def abort(self) -> None:
+        await self.close()
         await self._d.discard_upload(
             self._id, {"mpu": self._mpu, "parts": self._parts, "tail": self._old_tail}
         )
@@ -197,11 +207,11 @@ class S3Driver:
         aio_config = AioConfig(
             max_pool_connections=64,
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 5, "mode": "standard"},
+            retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            connect_timeout=10,
-            read_timeout=120,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
         )
         self._client = await self._stack.enter_async_context(
             session.create_client(

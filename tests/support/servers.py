@@ -61,12 +61,18 @@ def registry_config(
         "log": {"level": "warning", "format": "json"},
         "auth": {"enabled": False},  # tests/auth turn it on (with `auth={...}`)
     }
+    return load_config(environ={}, overrides=_merged(base, overrides))
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it, section by section at every depth."""
+    merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
         else:
-            base[key] = value
-    return load_config(environ={}, overrides=base)
+            merged[key] = value
+    return merged
 
 
 @dataclass
