@@ -238,6 +238,44 @@ class AuthConfig(_Section):
     limits: RateLimitConfig = RateLimitConfig()
 
 
+class PeerConfig(_Section):
+    """Another Zoll node, pinned by its keys (what `zoll peers add` stores in the database
+    can also be written here; the configuration wins on a name)."""
+
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    url: str = Field(..., description="the node's base URL, e.g. https://zoll.land.example")
+    log_origin: str
+    log_key: str = Field(..., description="signed-note verifier key of its log checkpoints")
+    witness_key: str = Field(..., description="its witness cosigner key (vkey, type 0x04)")
+    attestation_keys: list[str] = Field(
+        default_factory=list, description="PEM public keys its statements are signed with"
+    )
+    insecure: bool = Field(False, description="plain HTTP (loopback tests only)")
+    credentials: UpstreamCredentials | None = None
+    witness: bool = Field(True, description="ask this node to cosign our checkpoints")
+
+
+class FollowRule(_Section):
+    """Replicate what `peer` admits in repositories matching `repositories` (globs), and
+    judge it here again before admitting it."""
+
+    peer: str
+    repositories: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class FederationConfig(_Section):
+    name: str | None = Field(
+        None, description="this node's name (default: the log origin's host)", max_length=64
+    )
+    peers: list[PeerConfig] = Field(default_factory=list)
+    follow: list[FollowRule] = Field(default_factory=list)
+    poll_seconds: float = Field(10.0, gt=0, description="how often to read followed logs")
+    witness_seconds: float = Field(
+        10.0, gt=0, description="how often to ask witnesses to cosign the latest checkpoint"
+    )
+    witness_timeout: float = Field(10.0, gt=0, description="seconds per witness request")
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -256,6 +294,7 @@ class Config(_Section):
     namespaces: list[NamespaceRule] = Field(default_factory=list)
     pull_through: list[PullThroughRule] = Field(default_factory=list)
     auth: AuthConfig = AuthConfig()
+    federation: FederationConfig = FederationConfig()
     delete_enabled: bool = True
 
     @model_validator(mode="after")

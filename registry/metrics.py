@@ -25,3 +25,26 @@ UPLOADS_EXPIRED = Counter("zoll_uploads_expired_total", "Upload sessions expired
 BUDGET_BYTES = Gauge(
     "zoll_upload_buffer_bytes", "Upload bytes held in memory", multiprocess_mode="livesum"
 )
+FEDERATION_COSIGNED = Counter(
+    "zoll_federation_cosignatures_total", "Checkpoints this node cosigned as witness", ["peer"]
+)
+FEDERATION_FORKS = Counter(
+    "zoll_federation_forks_total", "Forks (split views, rewritten logs) detected", ["peer"]
+)
+FEDERATION_LAG_ENTRIES = Gauge(
+    "zoll_federation_lag_entries",
+    "Entries of a followed peer's log not yet read",
+    ["peer"],
+    multiprocess_mode="max",
+)
+FEDERATION_LAG_SECONDS = Gauge(
+    "zoll_federation_lag_seconds",
+    "Seconds since the followed peer's log was last read up to its checkpoint",
+    ["peer"],
+    multiprocess_mode="max",
+)
+FEDERATION_WITNESSES = Gauge(
+    "zoll_federation_checkpoint_cosignatures",
+    "Witness cosignatures on this node's latest cosigned checkpoint",
+    multiprocess_mode="max",
+)

@@ -37,7 +37,7 @@ class NoteVerificationError(ValueError):
     """No trusted key verified the note, or a trusted key's signature is bad."""
 
 
-def _check_name(name: str) -> str:
+def check_key_name(name: str) -> str:
     if not name or any(c.isspace() or c == "+" for c in name):
         raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
     return name
@@ -114,7 +114,7 @@ class Note:
             parts = line[len(prefix) :].split(" ") if line.startswith(prefix) else []
             if len(parts) != 2:
                 raise NoteError(f"malformed signature line {line[:80]!r}")
-            name, b64 = _check_name(parts[0]), parts[1]
+            name, b64 = check_key_name(parts[0]), parts[1]
             try:
                 blob = base64.b64decode(b64, validate=True)
             except (binascii.Error, ValueError) as exc:
@@ -135,7 +135,7 @@ class NoteVerifier:
 
     @classmethod
     def for_key(cls, name: str, public: PublicKey) -> NoteVerifier:
-        return cls(_check_name(name), key_hash(name, public), public)
+        return cls(check_key_name(name), key_hash(name, public), public)
 
     def vkey(self) -> str:
         """The `name+hash+base64(type||key)` form of Go's note package and witnesses."""
@@ -148,7 +148,7 @@ class NoteVerifier:
         parts = vkey.strip().split("+", 2)
         if len(parts) != 3 or len(parts[1]) != 8:
             raise NoteError("verifier key must look like name+hash8+base64key")
-        name = _check_name(parts[0])
+        name = check_key_name(parts[0])
         try:
             blob = base64.b64decode(parts[2], validate=True)
             claimed = int(parts[1], 16)

@@ -114,6 +114,11 @@ class TransparencyLog:
         assert self._log_id is not None
         return self._log_id
 
+    async def log_id(self) -> int:
+        """This log's row id (tables that refer to the log use it)."""
+        async with self.pool.acquire() as conn:
+            return await self._id(conn)
+
     async def _head(self, conn: Conn, *, lock: bool = False) -> _Head:
         log_id = await self._id(conn)
         query = _HEAD_FOR_UPDATE if lock else _HEAD

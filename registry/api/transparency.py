@@ -71,8 +71,12 @@ async def keys(request: web.Request) -> Keys:
     content_type="text/plain",
 )
 async def checkpoint(request: web.Request) -> web.Response:
-    """A C2SP tlog-checkpoint signed note: origin, tree size and root hash, signed."""
-    signed = await services_of(request).log.checkpoint()
+    """A C2SP tlog-checkpoint signed note: origin, tree size and root hash, signed, with
+    the cosignatures of the witnesses (peers) that have cosigned it so far."""
+    svc = services_of(request)
+    signed = await svc.log.checkpoint()
+    if svc.federation is not None:
+        signed = await svc.federation.cosigning.with_cosignatures(signed)
     return web.Response(text=signed.to_text(), content_type="text/plain")
 
 

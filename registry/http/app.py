@@ -16,6 +16,7 @@ from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401
+from registry.api.federation import install_witness
 from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint
@@ -66,6 +67,7 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
     r.add_post("/token", token_endpoint.token_post)
     r.add_get("/api/v1/openapi.json", openapi_json)
     API.install(app)
+    install_witness(app)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics)

@@ -37,6 +37,7 @@ from policy.vuln import VulnStore
 from registry import __version__
 from registry.config import Config, NamespaceRule
 from registry.db.pool import create_pool
+from registry.federation.service import Federation
 from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
@@ -80,6 +81,8 @@ class PipelineServices:
     upstreams: Upstreams
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
+    federation: Federation | None = None
+    """Identity, peers, witness and cosigning (registry/federation)."""
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
     _relaxed_pool: asyncpg.Pool | None = None
 
@@ -174,6 +177,7 @@ class PipelineServices:
             ),
             copier=Copier(registry),
             upstreams=Upstreams(),
+            federation=await Federation.open(config, durable, keyring, log),
             _relaxed_pool=relaxed,
         )
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
@@ -183,6 +187,8 @@ class PipelineServices:
     async def aclose(self) -> None:
         try:
             await self.upstreams.aclose()
+            if self.federation is not None:
+                await self.federation.aclose()
             self.keyring.close()
         finally:
             if self._relaxed_pool is not None:
