@@ -81,7 +81,7 @@ async def _rewrite_history(node: LiveRegistry) -> None:
     """What a malicious log operator would do: throw the tree away and build another."""
     async with node.registry.pool.acquire() as conn, conn.transaction():
         for table in ("tlog_cosignatures", "tlog_checkpoints", "tlog_nodes"):
-            await conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+            await conn.execute(f"DELETE FROM {table}")
         await conn.execute(
             "UPDATE attestations SET status = 'signed', log_id = NULL, "
             "log_index = NULL WHERE log_id IS NOT NULL"
