@@ -284,3 +284,46 @@ def attestation_artifacts(
         replace=replace,
     )
     return AttestationArtifacts(referrer, cosign, bundle)
+
+
+def merge_cosign_manifest(
+    local: bytes | None, incoming: bytes, authoritative_keyids: set[str], tag: str
+) -> PushManifest:
+    """A cosign tag manifest (`.att`/`.sig`) holding both sides' layers: `incoming` (a
+    peer's) is authoritative for the layers its own keys signed (older ones of those keys
+    here are dropped, so only each node's latest statements stay), everything else from
+    `local` stays, and a layer present on both sides is kept once. The config is rebuilt
+    as cosign writes it. The layer blobs must already be present where this is pushed."""
+    try:
+        theirs = parse_manifest(incoming)
+    except ManifestError as exc:
+        raise ArtifactError(f"the peer's {tag} manifest is invalid: {exc}") from exc
+    if theirs.is_index:
+        raise ArtifactError(f"the peer's {tag} tag points at an index")
+    mine = [
+        d
+        for d in _existing_layers(local)
+        if d.annotations.get(ZOLL_KEYID_ANNOTATION) not in authoritative_keyids
+    ]
+    layers = list(mine)
+    for desc in theirs.layers:
+        if all(d.digest != desc.digest for d in layers):
+            layers.append(desc)
+    if len(layers) > MAX_COSIGN_LAYERS:
+        raise ArtifactError(f"the merged {tag} manifest would have too many layers")
+    config = {
+        "architecture": "",
+        "created": _ZERO_TIME,
+        "history": [{"created": _ZERO_TIME} for _ in layers],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": [str(d.digest) for d in layers]},
+        "config": {},
+    }
+    config_blob = Blob.of(mt.OCI_CONFIG, _dump(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": config_blob.descriptor.to_json(),
+        "layers": [d.to_json() for d in layers],
+    }
+    return PushManifest(_dump(manifest), (config_blob,), tag)

@@ -173,6 +173,12 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
 
         pipeline = PipelineRunner(services)
         await pipeline.start()
+    federation = None
+    if services.federation is not None:
+        from registry.federation.worker import FederationWorker
+
+        federation = FederationWorker(services)
+        await federation.start()
     ready()
     try:
         await stopping.wait()
@@ -180,6 +186,8 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
         background.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await background
+        if federation is not None:
+            await federation.stop()
         if pipeline is not None:
             await pipeline.stop()
         await runner.cleanup()

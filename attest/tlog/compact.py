@@ -40,5 +40,9 @@ class CompactRange:
         self.size += 1
         return created
 
+    def frontier(self) -> list[tuple[NodeID, bytes]]:
+        """The perfect subtrees covering [0, size): what to keep to resume appending."""
+        return list(self._stack)
+
     def root(self) -> bytes:
         return fold([value for _, value in self._stack])

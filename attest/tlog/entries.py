@@ -88,6 +88,7 @@ def admission_record(
     reasons: list[str],
     decided_at: datetime,
     policy: str | None = None,
+    tags: list[str] | None = None,
 ) -> LogRecord:
     """The entry for an admission decision (an image released from quarantine, or not)."""
     body: dict[str, Any] = {
@@ -99,6 +100,8 @@ def admission_record(
     }
     if policy is not None:
         body["policy"] = policy
+    if tags:
+        body["tags"] = sorted(tags)  # which tags named the image then (followers copy them)
     return LogRecord(body)
 
 

@@ -21,6 +21,8 @@ from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint
 from registry.auth.middleware import authorize
+from registry.federation import replicate as _replicate  # noqa: F401  (registers its job)
+from registry.federation.tiles import install as install_tiles
 from registry.http import ops
 from registry.http.errors import error_middleware
 from registry.http.middleware import request_context
@@ -68,6 +70,7 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
     r.add_get("/api/v1/openapi.json", openapi_json)
     API.install(app)
     install_witness(app)
+    install_tiles(app)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics)

@@ -379,6 +379,7 @@ async def _admit(
         )
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
+    image = await manifest_rows.image(pool, repo, Digest.parse(digest))
     await svc.log.append(
         [
             admission_record(
@@ -388,6 +389,7 @@ async def _admit(
                 reasons=reasons,
                 decided_at=datetime.now(UTC),
                 policy=fingerprint,
+                tags=[t for t in (image["tags"] if image else []) if not t.startswith("sha256-")],
             )
         ]
     )

@@ -99,6 +99,11 @@ class BlobDriver(Protocol):
         until the blob row is recorded, so GC's orphan sweep cannot take it meanwhile."""
         ...
 
+    async def put_object(self, key: str, data: bytes) -> None:
+        """Write a named object (not a blob: the transparency log's tiles) in one call,
+        complete or not at all, replacing what was there."""
+        ...
+
     async def stat(self, key: str) -> int | None:
         """Size of the object at `key`, or None."""
         ...

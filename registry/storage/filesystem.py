@@ -184,7 +184,11 @@ class FilesystemDriver:
 
     async def put(self, digest: Digest, data: bytes) -> str:
         key = content_key(digest)
-        target = self.root / key
+        await self.put_object(key, data)
+        return key
+
+    async def put_object(self, key: str, data: bytes) -> None:
+        target = self._path(key)
         partial = self.root / "uploads" / f"put-{uuid.uuid4()}"
 
         def write_and_move() -> None:
@@ -207,8 +211,7 @@ class FilesystemDriver:
         try:
             await asyncio.to_thread(write_and_move)
         except OSError as exc:
-            raise StorageError(f"cannot store {digest}: {exc}") from exc
-        return key
+            raise StorageError(f"cannot store {key}: {exc}") from exc
 
     async def resume_upload(
         self, upload_id: str, state: DriverState, size: int

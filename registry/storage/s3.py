@@ -267,8 +267,11 @@ class S3Driver:
 
     async def put(self, digest: Digest, data: bytes) -> str:
         key = content_key(digest)
-        await self.call("put_object", Key=self.key(key), Body=data)
+        await self.put_object(key, data)
         return key
+
+    async def put_object(self, key: str, data: bytes) -> None:
+        await self.call("put_object", Key=self.key(key), Body=data)
 
     async def resume_upload(self, upload_id: str, state: DriverState, size: int) -> _S3UploadWriter:
         writer = _S3UploadWriter(self, upload_id, state, size)

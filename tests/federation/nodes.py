@@ -25,14 +25,9 @@ def origin_of(name: str) -> str:
 def node_config(dsn: str, data_dir: Path, name: str, **overrides: Any) -> Any:
     federation = {"name": name, "poll_seconds": 0.2, "witness_seconds": 0.2}
     federation.update(overrides.pop("federation", {}))
+    attest = {"log_origin": origin_of(name), **overrides.pop("attest", {})}
     return registry_config(
-        dsn,
-        data_dir,
-        "filesystem",
-        None,
-        attest={"log_origin": origin_of(name)},
-        federation=federation,
-        **overrides,
+        dsn, data_dir, "filesystem", None, attest=attest, federation=federation, **overrides
     )
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from registry.config import Config, load_config
 from registry.embedded.seaweedfs import EmbeddedSeaweed
+from registry.federation.worker import FederationWorker
 from registry.http.app import build_app
 from registry.http.state import Registry
 from registry.pipeline.runner import PipelineRunner
@@ -82,6 +83,7 @@ class LiveRegistry:
     registry: Registry
     services: PipelineServices
     pipeline: PipelineRunner | None = None
+    federation: FederationWorker | None = None
 
     @property
     def config(self) -> Config:
@@ -89,9 +91,14 @@ class LiveRegistry:
 
 
 @asynccontextmanager
-async def live_registry(config: Config, *, pipeline: bool = False) -> AsyncIterator[LiveRegistry]:
+async def live_registry(
+    config: Config, *, pipeline: bool = False, federation_loops: bool | None = None
+) -> AsyncIterator[LiveRegistry]:
     """Zoll serving `config` on a free loopback port until the block ends; with `pipeline`
-    its job runner works too (tests that drive jobs themselves leave it off)."""
+    its job runner works too (tests that drive jobs themselves leave it off), and so do
+    the federation's loops (witnessing, tiles, following) unless `federation_loops` says."""
+    if federation_loops is None:
+        federation_loops = pipeline
     registry = await open_registry(config)
     services = await PipelineServices.open(registry)
     runner = web.AppRunner(build_app(registry, services), access_log=None)
@@ -102,9 +109,16 @@ async def live_registry(config: Config, *, pipeline: bool = False) -> AsyncItera
     jobs = PipelineRunner(services) if pipeline else None
     if jobs is not None:
         await jobs.start()
+    federation = FederationWorker(services) if federation_loops else None
+    if federation is not None:
+        await federation.start()
     try:
-        yield LiveRegistry(f"http://{host}:{port}", f"{host}:{port}", registry, services, jobs)
+        yield LiveRegistry(
+            f"http://{host}:{port}", f"{host}:{port}", registry, services, jobs, federation
+        )
     finally:
+        if federation is not None:
+            await federation.stop()
         if jobs is not None:
             await jobs.stop()
         await runner.cleanup()

@@ -43,6 +43,13 @@ CREATE TABLE tlog_witnesses (
     PRIMARY KEY (log_id, witness)
 );
 
+-- How far this node's log is published as static tiles in its object store.
+CREATE TABLE tlog_tiles (
+    log_id      smallint PRIMARY KEY REFERENCES tlog_logs (id),
+    size        bigint NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
 -- Follower side: how far this node has read each peer's log. `frontier` is the compact
 -- range of the entries read so far ([[level, index, base64 hash], ...]); `verified_size`
 -- is the size of the last peer checkpoint whose root it recomputed from those entries.
@@ -57,6 +64,7 @@ CREATE TABLE federation_follow (
     peer_size       bigint NOT NULL DEFAULT 0,
     last_entry_at   timestamptz,
     last_contact_at timestamptz,
+    caught_up_at    timestamptz,
     last_error      text,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -71,6 +79,7 @@ CREATE TABLE federation_statements (
     kind            text NOT NULL,           -- vsa | rebuild | hardening | admission
     verdict         text NOT NULL,           -- PASSED/FAILED, reproduced/differs/failed, ...
     stated_at       timestamptz,
+    tags            text[] NOT NULL DEFAULT '{}',
     verified        boolean NOT NULL DEFAULT false,
     PRIMARY KEY (peer, log_index)
 );
