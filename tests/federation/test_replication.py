@@ -80,5 +80,5 @@ async def test_a_follower_replicates_and_judges_what_its_peer_admitted(
             att = f"sha256-{digest.encoded}.att"
             async with http.get(f"{b.url}/v2/opendesk/app/manifests/{att}") as r:
                 layers = (await r.json(content_type=None))["layers"]
-            signers = {l["annotations"].get("dev.zoll.attestation.keyid") for l in layers}
+            signers = {layer["annotations"].get("dev.zoll.attestation.keyid") for layer in layers}
             assert {key_a, key_b} <= signers
