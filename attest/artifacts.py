@@ -43,6 +43,10 @@ CREATED_ANNOTATION: Final = "org.opencontainers.image.created"
 ZOLL_KEYID_ANNOTATION: Final = "dev.zoll.attestation.keyid"
 ZOLL_LOG_ORIGIN_ANNOTATION: Final = "dev.zoll.tlog.origin"
 ZOLL_LOG_INDEX_ANNOTATION: Final = "dev.zoll.tlog.index"
+ZOLL_LOG_PROOF_ANNOTATION: Final = "dev.zoll.tlog.proof"
+"""A C2SP tlog proof (text) of the statement's log entry, to a checkpoint with the
+cosignatures its witnesses had given: offline proof of the index, hence of which of a
+signer's statements is the latest."""
 MAX_COSIGN_LAYERS: Final = 1000
 """cosign refuses signature manifests with more layers than this."""
 _ZERO_TIME: Final = "0001-01-01T00:00:00Z"
@@ -205,9 +209,10 @@ def cosign_attestation_manifest(
 ) -> PushManifest:
     """The `sha256-<hex>.att` manifest with this envelope added to what is already there.
 
-    Layers already present stay (cosign appends); `replace` first drops Zoll's own
+    Layers already present stay (cosign appends); `replace` first drops this key's
     earlier layers of the same predicate type (like cosign attest --replace), never
-    attestations others attached. The same envelope twice is stored once.
+    attestations others attached (other nodes' keys included). The same envelope twice
+    is stored once.
     """
     layer = Blob.of(
         mt.DSSE_ENVELOPE,
@@ -224,7 +229,7 @@ def cosign_attestation_manifest(
             d
             for d in layers
             if d.annotations.get(COSIGN_PREDICATE_ANNOTATION) != predicate_type
-            or ZOLL_KEYID_ANNOTATION not in d.annotations
+            or d.annotations.get(ZOLL_KEYID_ANNOTATION) != keyid
         ]
     if all(d.digest != layer.descriptor.digest for d in layers):
         layers.append(layer.descriptor)
@@ -258,6 +263,7 @@ def attestation_artifacts(
     existing_att: bytes | None = None,
     replace: bool = False,
     log_entry: LogEntry | None = None,
+    proof: str | None = None,
 ) -> AttestationArtifacts:
     """Everything to push so every common verifier finds the attestation on `subject`.
 
@@ -272,6 +278,8 @@ def attestation_artifacts(
     if log_entry is not None:
         extra[ZOLL_LOG_ORIGIN_ANNOTATION] = log_entry.origin
         extra[ZOLL_LOG_INDEX_ANNOTATION] = str(log_entry.index)
+    if proof is not None:
+        extra[ZOLL_LOG_PROOF_ANNOTATION] = proof
     referrer = referrer_manifest(
         bundle, subject, predicate_type, created or datetime.now(UTC), extra
     )

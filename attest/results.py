@@ -64,6 +64,11 @@ class Reason(StrEnum):
     # Requirements
     NO_EVIDENCE = "no-evidence"
     VERIFICATION_FAILED = "verification-failed"
+    # Statements' content and federation
+    CONTENT_MISMATCH = "statement-content-mismatch"
+    STATEMENT_TOO_OLD = "statement-too-old"
+    NOT_WITNESSED = "not-witnessed"
+    QUORUM_NOT_MET = "quorum-not-met"
 
 
 class VerificationFailure(Exception):
@@ -216,6 +221,8 @@ class RequirementResult:
     problems: tuple[Problem, ...] = ()
     level: int | None = None
     """The SLSA build level reached, for the `slsa` requirement (a VSA states it)."""
+    nodes: tuple[str, ...] = ()
+    """For a quorum: the nodes whose latest statement says yes."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -227,6 +234,8 @@ class RequirementResult:
         }
         if self.level is not None:
             out["level"] = self.level
+        if self.nodes:
+            out["nodes"] = list(self.nodes)
         return out
 
     @classmethod
@@ -238,6 +247,7 @@ class RequirementResult:
             satisfied_by=tuple(obj.get("satisfied_by", ())),
             problems=tuple(Problem.from_json(p) for p in obj.get("problems", ())),
             level=obj.get("level"),
+            nodes=tuple(obj.get("nodes", ())),
         )
 
     @property

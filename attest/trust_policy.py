@@ -13,8 +13,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,8 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from attest.identity import IdentityError, KeylessIdentity, Signers, TrustedKey
 from attest.keys import KeyLoadError, PublicKey
 from attest.slsa import SlsaPolicy, SourceExpectation, TrustedBuilder
+from attest.tlog.cosignature import CosignatureError, Cosigner
+from attest.tlog.note import NoteError, NoteVerifier
+from attest.verdicts import DurationError, parse_duration
 
 MAX_POLICY_BYTES: Final = 1024 * 1024
+DEFAULT_WHERE: Final[dict[str, dict[str, Any]]] = {
+    "https://slsa.dev/verification_summary/v1": {"verificationResult": "PASSED"},
+}
+"""A verdict requirement without content tests asks for the verdict that admits: a VSA
+that says FAILED is evidence against the image, never for it."""
 MAX_LINK_FILES: Final = 256
 
 
@@ -46,6 +55,10 @@ class _Signer(_Model):
     keyless: _Keyless | None = None
     key: str | None = None
     key_pem: str | None = None
+    log_key: str | None = None
+    """A Zoll node's log verifier key (vkey): its statements' tlog proofs are checked."""
+    witness_key: str | None = None
+    """A Zoll node's witness (cosigner) key (vkey): its cosignatures count."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> _Signer:
@@ -61,6 +74,16 @@ class _SignatureReq(_Model):
 class _AttestationReq(_Model):
     predicate_type: str
     signers: list[str] = Field(default_factory=list)
+    where: dict[str, Any] = Field(default_factory=dict)
+    max_age: str | int | None = None
+
+
+class _QuorumReq(_Model):
+    k: int = Field(ge=1)
+    nodes: list[str] = Field(min_length=1)
+    says: Literal["passed", "reproduced"] = "passed"
+    witnesses: int = Field(default=0, ge=0)
+    max_age: str | int | None = None
 
 
 class _Builder(_Model):
@@ -94,6 +117,7 @@ class _Require(_Model):
     attestations: list[_AttestationReq] = Field(default_factory=list)
     slsa: _SlsaReq | None = None
     in_toto: _InTotoReq | None = None
+    quorum: _QuorumReq | None = None
 
 
 class _Policy(_Model):
@@ -124,6 +148,30 @@ class SignatureRequirement:
 class AttestationRequirement:
     predicate_type: str
     signers: tuple[str, ...] = ()
+    where: dict[str, Any] = field(default_factory=dict)
+    """Content tests on the predicate: {dotted path: value or list of values}."""
+    max_age: timedelta | None = None
+    """The statement's own time (e.g. a VSA's timeVerified) must be this recent."""
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    """What a policy knows of a Zoll node beyond its attestation key."""
+
+    log: NoteVerifier | None = None
+    witness: Cosigner | None = None
+
+
+@dataclass(frozen=True)
+class QuorumRequirement:
+    """At least `k` of `nodes` currently say `says` about the digest, each in a log
+    checkpoint cosigned by at least `witnesses` of the other nodes' witnesses."""
+
+    k: int
+    nodes: tuple[str, ...]
+    says: Literal["passed", "reproduced"] = "passed"
+    witnesses: int = 0
+    max_age: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +204,9 @@ class TrustPolicy:
     slsa: SlsaRequirement | None = None
     in_toto: InTotoRequirement | None = None
     description: str = ""
+    quorum: QuorumRequirement | None = None
+    nodes: dict[str, NodeKeys] = field(default_factory=dict)
+    """Log and witness keys of signers that are Zoll nodes (for proofs and quorum)."""
 
     @property
     def label(self) -> str:
@@ -268,9 +319,37 @@ def _build(name: str, model: _Policy, base: Path, source_sha256: str) -> TrustPo
         AttestationRequirement(
             a.predicate_type,
             _check_names(a.signers, model.signers, f"require.attestations[{i}]"),
+            dict(a.where) or dict(DEFAULT_WHERE.get(a.predicate_type, {})),
+            _duration(a.max_age, f"require.attestations[{i}].max_age"),
         )
         for i, a in enumerate(require.attestations)
     )
+    nodes = _node_keys(model)
+    quorum = None
+    if require.quorum is not None:
+        q = require.quorum
+        members = _check_names(q.nodes, model.signers, "require.quorum.nodes")
+        if q.k > len(set(members)):
+            raise TrustPolicyError(f"require.quorum: k={q.k} of only {len(set(members))} nodes")
+        if q.witnesses:
+            unwitnessed = [n for n in members if n not in nodes or nodes[n].log is None]
+            if unwitnessed:
+                raise TrustPolicyError(
+                    f"require.quorum.witnesses: nodes without log_key: {', '.join(unwitnessed)}"
+                )
+            witnesses = [n for n in members if nodes.get(n, NodeKeys()).witness is not None]
+            if len(witnesses) < q.witnesses:
+                raise TrustPolicyError(
+                    f"require.quorum.witnesses: {q.witnesses} wanted, "
+                    f"{len(witnesses)} nodes have a witness_key"
+                )
+        quorum = QuorumRequirement(
+            q.k,
+            tuple(dict.fromkeys(members)),
+            q.says,
+            q.witnesses,
+            _duration(q.max_age, "require.quorum.max_age"),
+        )
     slsa = None
     if require.slsa is not None:
         s = require.slsa
@@ -288,9 +367,17 @@ def _build(name: str, model: _Policy, base: Path, source_sha256: str) -> TrustPo
     in_toto = None
     if require.in_toto is not None:
         in_toto = _in_toto(base, require.in_toto)
-    if signature is None and not attestations and slsa is None and in_toto is None:
+    if (
+        signature is None
+        and not attestations
+        and slsa is None
+        and in_toto is None
+        and quorum is None
+    ):
         raise TrustPolicyError("require: the policy requires nothing, which would pass anything")
-    if not model.signers and (signature is not None or attestations or slsa is not None):
+    if not model.signers and (
+        signature is not None or attestations or slsa is not None or quorum is not None
+    ):
         raise TrustPolicyError("signers: signatures are required but nobody may sign")
     return TrustPolicy(
         name=name,
@@ -301,7 +388,37 @@ def _build(name: str, model: _Policy, base: Path, source_sha256: str) -> TrustPo
         slsa=slsa,
         in_toto=in_toto,
         description=model.description,
+        quorum=quorum,
+        nodes=nodes,
     )
+
+
+def _duration(value: str | int | None, where: str) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise TrustPolicyError(f"{where}: {exc}") from None
+
+
+def _node_keys(model: _Policy) -> dict[str, NodeKeys]:
+    nodes: dict[str, NodeKeys] = {}
+    for name, signer in model.signers.items():
+        if signer.log_key is None and signer.witness_key is None:
+            continue
+        if signer.keyless is not None:
+            raise TrustPolicyError(f"signers.{name}: a Zoll node signs with a key, not keyless")
+        try:
+            log = NoteVerifier.from_vkey(signer.log_key) if signer.log_key else None
+        except NoteError as exc:
+            raise TrustPolicyError(f"signers.{name}.log_key: {exc}") from None
+        try:
+            witness = Cosigner.from_vkey(signer.witness_key) if signer.witness_key else None
+        except CosignatureError as exc:
+            raise TrustPolicyError(f"signers.{name}.witness_key: {exc}") from None
+        nodes[name] = NodeKeys(log, witness)
+    return nodes
 
 
 def _in_toto(base: Path, req: _InTotoReq) -> InTotoRequirement:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from attest.bundle import BundleOutcome, verify_bundle
 from attest.cosign import Attached, Layer, discover, read_layers
@@ -29,6 +30,7 @@ from attest.results import (
     VerificationResult,
 )
 from attest.slsa import PROVENANCE_TYPES, evaluate, parse_provenance
+from attest.statement_rules import Found, attestation_requirement, quorum_requirement
 from attest.trust_policy import InTotoRequirement, TrustPolicy
 from attest.trustroot import TrustMaterial
 from registry.oci.digest import Digest
@@ -181,23 +183,30 @@ def _in_toto_evidence(req: InTotoRequirement, subject: Digest) -> Evidence:
 
 
 def _evaluate(
-    policy: TrustPolicy, checked: list[Checked], subject: Digest
+    policy: TrustPolicy, checked: list[Checked], subject: Digest, found: list[Found] | None = None
 ) -> tuple[list[RequirementResult], list[Evidence]]:
+    found = found if found is not None else [Found(c, {}, b"") for c in checked]
     requirements: list[RequirementResult] = []
     extra: list[Evidence] = []
     if policy.signature is not None:
         requirements.append(_signature_requirement(policy, checked, subject))
+    now = datetime.now(UTC)
     for att in policy.attestations:
         who = ", ".join(att.signers) if att.signers else "any policy signer"
-        requirements.append(
-            _requirement(
-                f"attestation:{att.predicate_type}",
-                f"{att.predicate_type} attestation signed by {who}",
-                _attestation_candidates(checked, [att.predicate_type]),
-                att.signers,
-                f"no {att.predicate_type} attestation found",
-            )
+        signed = _requirement(
+            f"attestation:{att.predicate_type}",
+            f"{att.predicate_type} attestation signed by {who}",
+            _attestation_candidates(checked, [att.predicate_type]),
+            att.signers,
+            f"no {att.predicate_type} attestation found",
         )
+        # Signed by whom it should be; then only each signer's latest statement counts,
+        # and it must say what the policy asks.
+        requirements.append(
+            attestation_requirement(policy, att, found, now) if signed.passed else signed
+        )
+    if policy.quorum is not None:
+        requirements.append(quorum_requirement(policy, policy.quorum, found, now))
     if policy.slsa is not None:
         requirements.append(_slsa_requirement(policy, checked))
     if policy.in_toto is not None:
@@ -238,7 +247,18 @@ async def verify_image(
         if item.kind in ("signature", "attestation", "bundle"):
             layers.extend(await read_layers(reader, item))
     checked = await asyncio.to_thread(_check_all, layers, digest, policy.signers, trust)
-    requirements, extra = await asyncio.to_thread(_evaluate, policy, checked, digest)
+    found = [
+        Found(
+            c,
+            {
+                **layer.attached.annotations,
+                **(layer.descriptor.annotations if layer.descriptor is not None else {}),
+            },
+            layer.content,
+        )
+        for layer, c in zip(layers, checked, strict=True)
+    ]
+    requirements, extra = await asyncio.to_thread(_evaluate, policy, checked, digest, found)
     evidence = tuple(c.evidence for c in checked) + tuple(extra)
     passed = not errors and all(r.passed for r in requirements)
     return VerificationResult(

@@ -21,6 +21,7 @@ from registry.federation import peers as peer_rows
 from registry.federation.peers import Peer
 from registry.logs import get_logger
 from registry.mirror.copy import CopyResult
+from registry.oci.client.errors import AccessDenied, AuthenticationError, NotFoundError
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound, ContentReader
@@ -35,6 +36,10 @@ log = get_logger("zoll.federation")
 
 class PeerGone(Permanent):
     """The job names a peer that is no longer pinned."""
+
+
+class PeerRefused(Permanent):
+    """The peer refuses or no longer has what its log named."""
 
 
 def source_of(svc: PipelineServices, peer: Peer, repository: str) -> ContentReader:
@@ -55,8 +60,16 @@ async def replicate(svc: PipelineServices, job: Job) -> dict[str, Any]:
     if job.payload.get("only_if_present") and not present:
         return {"skipped": "not held here"}
     source = source_of(svc, peer, repository)
-    result = await svc.copier.manifest(source, repository, digest, attachments=False)
-    attachments = await _attachments(svc, peer, source, repository, Digest.parse(digest))
+    try:
+        fetched = 0
+        if not present:  # what is here is content-addressed: only its attachments change
+            result = await svc.copier.manifest(source, repository, digest, attachments=False)
+            fetched = result.bytes_fetched
+        attachments = await _attachments(svc, peer, source, repository, Digest.parse(digest))
+    except (AccessDenied, AuthenticationError, NotFoundError) as exc:
+        # The peer does not serve it (any more): quarantined there since, deleted, or
+        # our credentials do not reach it. Retrying will not change that.
+        raise PeerRefused(f"{peer.name} does not serve {repository}@{digest}: {exc}") from exc
     disagreements = await _tags(svc, peer, repository, digest, job.payload.get("tags") or [])
     await status.update(
         pool,
@@ -71,7 +84,7 @@ async def replicate(svc: PipelineServices, job: Job) -> dict[str, Any]:
     await enqueue(svc, "verify", repository, digest)  # judged here, whatever the peer said
     return {
         "digest": digest,
-        "bytes_fetched": result.bytes_fetched,
+        "bytes_fetched": fetched,
         "attachments": attachments,
         "tag_disagreements": disagreements,
     }

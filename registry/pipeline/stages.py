@@ -23,7 +23,9 @@ from attest.artifacts import (
     cosign_tag,
 )
 from attest.results import VerificationResult
+from attest.signing import envelope_statement
 from attest.statements import (
+    VSA_V1,
     CriterionOutcome,
     ResourceRef,
     hardening_result,
@@ -33,6 +35,8 @@ from attest.statements import (
 )
 from attest.tlog.entries import admission_record
 from attest.tlog.ledger import LoggedAttestation
+from attest.tlog.tlogproof import TlogProof
+from attest.trust_policy import QuorumRequirement
 from attest.verify import verify_image
 from policy import analyze_image, build_sbom, decide, evaluate
 from policy.catalog import severity_rank
@@ -47,10 +51,16 @@ from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
-from registry.pipeline.jobs import RetryLater
+from registry.pipeline.jobs import Permanent, RetryLater
 from registry.pipeline.services import PipelineServices
 
 log = get_logger("zoll.pipeline")
+
+
+class ImageGone(Permanent):
+    """The image was deleted while its jobs were queued."""
+
+
 STAGES = ("verify", "scan", "rebuild", "attest", "admit")
 
 
@@ -101,6 +111,9 @@ async def _verify(
     )
     document = result.to_json()
     passed = result.passed
+    if not passed and not result.errors and _self_in_quorum(svc, repo) is not None:
+        # This node's own verdict is one of the quorum's votes: it is counted at admission.
+        passed = all(r.passed for r in result.requirements if r.id != "quorum")
     inherited = None
     if not passed and row["kind"] == "image":
         # A platform image inherits its signed index's verification; Zoll's own rebuild
@@ -200,11 +213,13 @@ async def _scan(
 
 
 def _vsa(
-    svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime
+    svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime, passed: bool
 ) -> dict[str, Any]:
+    """Zoll's verdict: PASSED exactly when the image is admitted under this node's whole
+    policy (trust policy, hardening, rebuild rules), FAILED otherwise."""
     result = VerificationResult.from_json(row["verification"]) if row["verification"] else None
     levels = ["SLSA_BUILD_LEVEL_0"]
-    if result is not None and row["verification_passed"]:
+    if result is not None and row["verification_passed"] and passed:
         slsa = [r for r in result.requirements if r.id == "slsa" and r.level is not None]
         if slsa:
             levels = [f"SLSA_BUILD_LEVEL_{slsa[0].level}"]
@@ -218,7 +233,7 @@ def _vsa(
         verifier=svc.verifier,
         time_verified=now,
         policy=policy,
-        result="PASSED" if row["verification_passed"] else "FAILED",
+        result="PASSED" if passed else "FAILED",
         verified_levels=levels,
     )
 
@@ -259,14 +274,24 @@ def _hardening(
 
 
 async def _attach(
-    svc: PipelineServices, repo: str, digest: Digest, logged: Sequence[LoggedAttestation]
+    svc: PipelineServices,
+    repo: str,
+    digest: Digest,
+    logged: Sequence[LoggedAttestation],
+    *,
+    witnessed: bool = False,
 ) -> list[int]:
-    """Attach signed and logged statements to the image both ways: one OCI referrer each,
-    and one cosign `.att` manifest that adds all of them to what it held before (built
-    in memory, written once). The blobs go in one batch, then all manifests in one
-    transaction. Returns the log indexes."""
+    """Attach signed and logged statements to the image both ways: one OCI referrer each
+    (annotated with a C2SP tlog proof of its log entry), and one cosign `.att` manifest
+    holding this key's latest statement of each type besides what others attached (built
+    in memory, written once). With `witnessed`, the proofs lead to a checkpoint the
+    witnesses have cosigned (waiting for them briefly). The blobs go in one batch, then
+    all manifests in one transaction. Returns the log indexes."""
+    if not logged:
+        return []
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
-    assert image is not None
+    if image is None:
+        raise ImageGone(f"{repo}@{digest} was deleted")
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
     try:
         existing: bytes | None = (
@@ -274,6 +299,7 @@ async def _attach(
         ).raw
     except ContentNotFound:
         existing = None
+    proofs = await _proofs(svc, [item.entry.index for item in logged], witnessed)
     built = []
     for item in logged:
         artifacts = attestation_artifacts(
@@ -282,10 +308,11 @@ async def _attach(
             svc.keyring.signer.public,
             existing_att=existing,
             log_entry=item.entry,
+            proof=proofs.get(item.entry.index),
+            replace=True,
         )
         built.append(artifacts)
         existing = artifacts.cosign.raw
-    assert built, "every image gets at least its VSA"
     pushes = [a.referrer for a in built] + [built[-1].cosign]
     manifests = [(p, parse_manifest(p.raw, p.media_type)) for p in pushes]
     wanted = {d.digest for _, m in manifests for d in m.blob_references()}
@@ -306,6 +333,29 @@ async def _attach(
     return [item.entry.index for item in logged]
 
 
+async def _proofs(svc: PipelineServices, indexes: list[int], witnessed: bool) -> dict[int, str]:
+    """A tlog proof (text) for each log index, all to one checkpoint covering them."""
+    federation = svc.federation
+    needed = max(indexes) + 1
+    if federation is not None and witnessed:
+        checkpoint = await federation.cosigning.witnessed(
+            needed, await federation.peers(), svc.config.federation.witness_timeout
+        )
+    elif federation is not None:
+        checkpoint = await federation.cosigning.latest()
+    else:
+        checkpoint = await svc.log.checkpoint()
+    size = checkpoint.checkpoint.size
+    if size < needed:  # appended meanwhile by another process: sign the newer head
+        checkpoint = await svc.log.checkpoint()
+        size = checkpoint.checkpoint.size
+    out = {}
+    for index in indexes:
+        proof = await svc.log.inclusion_proof(index, size)
+        out[index] = TlogProof(index, proof.hashes, checkpoint).to_text()
+    return out
+
+
 async def _rebuild(
     svc: PipelineServices, repo: str, digest: str, row: Any
 ) -> tuple[str, dict[str, Any]]:
@@ -321,7 +371,7 @@ async def _attest(
 ) -> tuple[str, dict[str, Any]]:
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
-    statements: dict[str, dict[str, Any]] = {"vsa": _vsa(svc, repo, subject_digest, row, now)}
+    statements: dict[str, dict[str, Any]] = {}
     if row["kind"] == "image" and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
         statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
@@ -329,6 +379,9 @@ async def _attest(
         statements["sbom"] = statement([subject(repo, subject_digest)], CYCLONEDX_BOM, row["sbom"])
     if row["rebuild"] and row["rebuild"].get("statement"):
         statements["rebuild"] = row["rebuild"]["statement"]
+    for name, new in list(statements.items()):
+        if await _already_said(svc, repo, subject_digest, new):
+            del statements[name]
     # Signed, recorded and logged together: one statement, one log commit.
     logged = await svc.ledger.sign_and_log_many(
         list(statements.values()), svc.keyring.signer, subject=subject_digest, repository=repo
@@ -337,6 +390,88 @@ async def _attest(
     indexes = dict(zip(statements, attached, strict=True))
     await enqueue(svc, "admit", repo, digest)
     return "signed", {"log_indexes": indexes}
+
+
+_TIME_FIELDS = frozenset({"timeEvaluated", "timeVerified", "timeStarted", "timeFinished"})
+
+
+def _timeless(predicate: Any) -> Any:
+    if isinstance(predicate, dict):
+        return {k: v for k, v in predicate.items() if k not in _TIME_FIELDS}
+    return predicate
+
+
+async def _already_said(
+    svc: PipelineServices, repo: str, digest: Digest, new: dict[str, Any]
+) -> bool:
+    """Whether this key's latest statement of the same type says the same (but for when):
+    a re-evaluation that changes nothing adds nothing to the log or the image."""
+    for stored in await svc.ledger.for_subject(digest, new["predicateType"]):
+        if stored.repository != repo or stored.keyid != svc.keyring.signer.public.keyid:
+            continue
+        old = envelope_statement(stored.envelope)
+        return bool(_timeless(old.get("predicate")) == _timeless(new.get("predicate")))
+    return False
+
+
+def _self_in_quorum(svc: PipelineServices, repo: str) -> QuorumRequirement | None:
+    """The repository's quorum, if this node is one of its nodes (its own verdict counts,
+    and is only known at admission)."""
+    policy = svc.trust_policies.for_repository(repo) if svc.trust_policies else None
+    if policy is None or policy.quorum is None or svc.federation is None:
+        return None
+    return policy.quorum if svc.federation.identity.name in policy.quorum.nodes else None
+
+
+def _quorum_reasons(
+    svc: PipelineServices, repo: str, row: Any, *, others_passed: bool
+) -> list[str]:
+    """The quorum counted with this node's own verdict: yes when everything else passed."""
+    result = VerificationResult.from_json(row["verification"])
+    found = [r for r in result.requirements if r.id == "quorum"]
+    if not found:
+        return []
+    req = found[0]
+    quorum = _self_in_quorum(svc, repo)
+    if quorum is None:
+        if req.passed:
+            return []
+        why = "; ".join(p.message for p in req.problems[-1:])
+        return [f"verification requirement quorum failed ({why})"]
+    yes = set(req.nodes)
+    if others_passed and svc.federation is not None:
+        yes.add(svc.federation.identity.name)
+    if len(yes) >= quorum.k:
+        return []
+    said = ", ".join(sorted(yes)) or "none"
+    return [f"quorum not met: {len(yes)} of {quorum.k} needed ({said} say {quorum.says})"]
+
+
+async def _publish_verdict(
+    svc: PipelineServices, repo: str, digest: str, row: Any, passed: bool
+) -> int | None:
+    """Sign, log and attach a VSA when this node's verdict on the image is new: none
+    before, another result (a later FAILED revokes an earlier PASSED, for followers and
+    for verifiers of the image's attachments alike), or another trust policy. Returns
+    its log index, or None when the last VSA still says the same."""
+    subject_digest = Digest.parse(digest)
+    wanted = "PASSED" if passed else "FAILED"
+    mine = [
+        a
+        for a in await svc.ledger.for_subject(subject_digest, VSA_V1)
+        if a.repository == repo and a.keyid == svc.keyring.signer.public.keyid
+    ]
+    if mine:
+        last = envelope_statement(mine[0].envelope)["predicate"]
+        policy_digest = (last.get("policy") or {}).get("digest", {}).get("sha256", "none")
+        if last.get("verificationResult") == wanted and policy_digest == svc.trust_policy_sha256:
+            return None
+    statement = _vsa(svc, repo, subject_digest, row, datetime.now(UTC), passed)
+    logged = await svc.ledger.sign_and_log_many(
+        [statement], svc.keyring.signer, subject=subject_digest, repository=repo
+    )
+    [index] = await _attach(svc, repo, subject_digest, logged, witnessed=True)
+    return index
 
 
 async def _admit(
@@ -351,7 +486,7 @@ async def _admit(
         elif not row["verification_passed"]:
             result = VerificationResult.from_json(row["verification"])
             for req in result.requirements:
-                if not req.passed:
+                if not req.passed and req.id != "quorum":
                     why = "; ".join(f"{p.reason.value}: {p.message}" for p in req.problems[:3])
                     reasons.append(f"verification requirement {req.id} failed ({why})")
     if row["kind"] == "index":
@@ -377,6 +512,8 @@ async def _admit(
         reasons.extend(
             f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
         )
+    if rule.require_verification and row["verification"]:
+        reasons.extend(_quorum_reasons(svc, repo, row, others_passed=not reasons))
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
     image = await manifest_rows.image(pool, repo, Digest.parse(digest))
@@ -393,10 +530,13 @@ async def _admit(
             )
         ]
     )
+    verdict = await _publish_verdict(svc, repo, digest, row, state == "admitted")
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)
     detail: dict[str, Any] = {"reasons": reasons}
+    if verdict is not None:
+        detail["vsa_log_index"] = verdict
     rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
     if state == "admitted" and rebuilt_from and rule.rebuild == "prefer":
         from registry.pipeline.rebuilds import prefer_sovereign_copy

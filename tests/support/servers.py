@@ -92,18 +92,23 @@ class LiveRegistry:
 
 @asynccontextmanager
 async def live_registry(
-    config: Config, *, pipeline: bool = False, federation_loops: bool | None = None
+    config: Config,
+    *,
+    pipeline: bool = False,
+    federation_loops: bool | None = None,
+    port: int = 0,
 ) -> AsyncIterator[LiveRegistry]:
     """Zoll serving `config` on a free loopback port until the block ends; with `pipeline`
     its job runner works too (tests that drive jobs themselves leave it off), and so do
-    the federation's loops (witnessing, tiles, following) unless `federation_loops` says."""
+    the federation's loops (witnessing, tiles, following) unless `federation_loops` says.
+    `port` restarts a node where its peers knew it."""
     if federation_loops is None:
         federation_loops = pipeline
     registry = await open_registry(config)
     services = await PipelineServices.open(registry)
     runner = web.AppRunner(build_app(registry, services), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     host, port = runner.addresses[0][:2]
     jobs = PipelineRunner(services) if pipeline else None
