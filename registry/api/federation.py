@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from registry.api.router import API, ApiError, Param
+from registry.api.router import API, ApiError, Param, registry_wide_only
 from registry.audit import record_now
 from registry.federation import peers as peer_rows
 from registry.federation.card import verify_card
@@ -138,6 +138,7 @@ async def _peer_models(federation: Federation) -> list[PeerModel]:
 )
 async def list_peers(request: web.Request) -> PeerList:
     """What `zoll peers list` shows."""
+    registry_wide_only(request, "peers follow repositories of every namespace")
     federation = federation_of(request)
     forks = await federation.pool.fetchval("SELECT count(*) FROM federation_forks")
     return PeerList(

@@ -14,8 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from registry.api.router import API, ApiError, Param
-from registry.auth.caller import caller_of
+from registry.api.router import API, ApiError, Param, registry_wide_only
 from registry.http.access import registry_wide
 from registry.http.state import registry_of
 from registry.mirror import progress
@@ -176,9 +175,7 @@ async def mirror_progress(request: web.Request) -> MirrorProgress:
 def _registry_wide(request: web.Request) -> None:
     """A set names upstreams and targets in any namespace: auditors of some namespaces
     only see their images through /api/v1/images, not the mirror sets."""
-    caller = caller_of(request)
-    if caller is not None and caller.grants.audit_namespaces() is not None:
-        raise ApiError(403, "Forbidden", "mirror sets span namespaces: registry-wide auditors")
+    registry_wide_only(request, "mirror sets span namespaces")
 
 
 def _seconds(raw: str) -> float:

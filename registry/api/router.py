@@ -233,6 +233,15 @@ API = ApiRouter()
 """The one router every /api/v1 module registers with."""
 
 
+def registry_wide_only(request: web.Request, why: str) -> None:
+    """Refuse auditors of some namespaces where the answer spans all of them."""
+    from registry.auth.caller import caller_of
+
+    caller = caller_of(request)
+    if caller is not None and caller.grants.audit_namespaces() is not None:
+        raise ApiError(403, "Forbidden", f"{why}: registry-wide auditors only")
+
+
 def limit_param(default: int = 100) -> Param:
     return Param(
         "limit",

@@ -222,7 +222,20 @@ ADMIN = (401, 403, 403, 403, 403, 403, 403, 403, 200)
 CREATE = (401, 403, 403, 403, 403, 403, 403, 403, 201)
 OPEN = (200,) * 9
 UNKNOWN = (401, 404, 404, 404, 404, 404, 404, 404, 404)
+UNKNOWN_ADMIN = (401, 403, 403, 403, 403, 403, 403, 403, 404)
 """Allowed callers see 404 too: there is no result for the image (no trust policy here)."""
+
+
+def _unknown_log_checkpoint() -> bytes:
+    from attest.keys import PrivateKey
+    from attest.tlog.checkpoint import Checkpoint, sign_checkpoint
+    from attest.tlog.hashing import EMPTY_ROOT
+
+    signed = sign_checkpoint(Checkpoint("nobody.test/log", 0, EMPTY_ROOT), PrivateKey.generate())
+    return b"old 0\n\n" + signed.to_text().encode()
+
+
+_UNKNOWN_LOG_CHECKPOINT = _unknown_log_checkpoint()
 
 
 def upload(status: int) -> tuple[int, ...]:
@@ -323,6 +336,25 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ("GET /api/v1/mirror/sets", simple("GET", "/api/v1/mirror/sets"), ADMIN),  # + root auditor
     ("GET /api/v1/mirror/sets/{name}/progress", _set_progress, ADMIN),
     ("GET /api/v1/openapi.json", simple("GET", "/api/v1/openapi.json"), OPEN),
+    ("GET /api/v1/node", simple("GET", "/api/v1/node"), OPEN),
+    ("GET /api/v1/peers", simple("GET", "/api/v1/peers"), ADMIN),  # + root auditor
+    # Pinning needs a peer to fetch a card from: nobody may try but root (502: no peer).
+    (
+        "POST /api/v1/peers",
+        simple("POST", "/api/v1/peers", body=b'{"url": "http://127.0.0.1:9/", "insecure": true}'),
+        (401, 403, 403, 403, 403, 403, 403, 403, 502),
+    ),
+    ("DELETE /api/v1/peers/{name}", simple("DELETE", "/api/v1/peers/nobody"), UNKNOWN_ADMIN),
+    ("GET /api/v1/federation/forks", simple("GET", "/api/v1/federation/forks"), OPEN),
+    # The witness is public (the checkpoint's signature is its authentication); an
+    # unknown log is 404 for everyone, as c2sp.org/tlog-witness says.
+    (
+        "POST /witness/add-checkpoint",
+        simple("POST", "/witness/add-checkpoint", body=_UNKNOWN_LOG_CHECKPOINT),
+        (404,) * 9,
+    ),
+    # Public, like the log API; in this world nothing was published yet (no witness round).
+    ("GET /tlog/{path}", simple("GET", "/tlog/checkpoint"), (404,) * 9),
     ("GET /token", simple("GET", "/token?service=zoll"), OPEN),
     ("POST /token", simple("POST", "/token", body=b"grant_type=refresh_token"), (400,) * 9),
     ("GET /healthz", simple("GET", "/healthz"), OPEN),
