@@ -9,7 +9,7 @@ so a supplier can fix the values or the template that produced it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from policy.chart.analysis import ChartAnalysis
@@ -25,6 +25,9 @@ class ChartContext:
     repository: str | None = None
     registry_names: tuple[str, ...] = ()
     signature_verified: bool | None = None
+    mirrored: Mapping[str, str] = field(default_factory=dict)
+    """Digest-pinned upstream references this registry holds a copy of (reference →
+    `repository@digest` here): clusters pull them through it as a registry mirror."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,22 +228,30 @@ def images_from_registry(i: ChartInputs, params: Mapping[str, Any]) -> Outcome:
     if (skip := _no_images(i)) is not None:
         return skip
     allowed = set(i.context.registry_names) | set(params.get("registries", []))
-    if not allowed:
-        return _fail(
-            "no name of this registry is known: set charts.registry_names (or http.public_url)"
-        )
+    named = ", ".join(sorted(allowed)) or "this registry (charts.registry_names is not set)"
     problems = []
+    copies = []
     for image in i.analysis.images:
         if image.error is not None:
             problems.append(f"{image.reference} is not an image reference ({image.error})")
-        elif image.registry not in allowed:
+        elif image.registry in allowed:
+            continue
+        elif image.digest and image.reference in i.context.mirrored:
+            copies.append(
+                f"{image.reference} is mirrored here as {i.context.mirrored[image.reference]}"
+            )
+        else:
             problems.append(
-                f"{image.reference} comes from {image.registry}, not from "
-                f"{', '.join(sorted(allowed))}: used by {'; '.join(image.used_by[:3])}"
+                f"{image.reference} comes from {image.registry}, not from {named}: "
+                f"used by {'; '.join(image.used_by[:3])}"
             )
     if problems:
         return _fail(*_listed(problems))
-    return _pass(f"all {len(i.analysis.images)} images come from {', '.join(sorted(allowed))}")
+    here = len(i.analysis.images) - len(copies)
+    return _pass(
+        f"{here} of {len(i.analysis.images)} images come from {named}",
+        *_listed(copies),
+    )
 
 
 def chart_analysable(i: ChartInputs, params: Mapping[str, Any]) -> Outcome:

@@ -164,6 +164,12 @@ async def _scan(
 ) -> tuple[str, dict[str, Any]]:
     pool = svc.registry.pool
     rule = svc.config.namespace(repo)
+    if row["kind"] == "chart":
+        from registry.pipeline.charts import scan_chart
+
+        outcome, detail = await scan_chart(svc, repo, digest, row)
+        await enqueue(svc, "attest", repo, digest)
+        return outcome, detail
     if row["kind"] == "index":
         children = [
             await status.get(pool, repo, c) for c in await status.children(pool, repo, digest)
@@ -322,7 +328,7 @@ async def _attest(
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
     statements: dict[str, dict[str, Any]] = {"vsa": _vsa(svc, repo, subject_digest, row, now)}
-    if row["kind"] == "image" and row["hardening"]:
+    if row["kind"] in ("image", "chart") and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
         statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
     if row["sbom"]:
@@ -370,13 +376,20 @@ async def _admit(
         outcome = (row["rebuild"] or {}).get("result", {}).get("outcome")
         if outcome != "reproduced":
             reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
-    if row["kind"] == "image" and not row["hardening"]:
-        reasons.append("image has not been checked against the hardening criteria")
-    elif row["kind"] == "image":
+    judged = row["kind"] in ("image", "chart")
+    if judged and not row["hardening"]:
+        reasons.append(f"{row['kind']} has not been checked against the hardening criteria")
+    elif judged:
         decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
         reasons.extend(
-            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}"
+            + (f" — {r.evidence[0]}" if row["kind"] == "chart" and r.evidence else "")
+            for r in decision.blocking
         )
+    if row["kind"] == "chart":
+        from registry.pipeline.charts import closure_reasons
+
+        reasons.extend(await closure_reasons(svc, repo, digest))
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
     await svc.log.append(
@@ -394,6 +407,11 @@ async def _admit(
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)
+    if row["kind"] != "chart" and row["state"] != state:
+        from registry.pipeline.charts import charts_deploying
+
+        for chart_repo, chart in await charts_deploying(pool, repo, digest, row["origin"]):
+            await enqueue(svc, "admit", chart_repo, chart, delay=0.5)
     detail: dict[str, Any] = {"reasons": reasons}
     rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
     if state == "admitted" and rebuilt_from and rule.rebuild == "prefer":
