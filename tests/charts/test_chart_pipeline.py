@@ -191,24 +191,28 @@ async def test_unsafe_charts_are_quarantined_naming_workload_and_field(
         status, body = await pull(http, zoll, f"opendesk/charts/{name}", "1.0.0")
         assert status == 403 and body["errors"][0]["code"] == "DENIED"
     container = "spec.template.spec.containers[0]"
-    assert any(
-        r.startswith("hardening criterion HC-45 (critical) failed")
-        and f"Deployment/agent-agent (agent/templates/deployment.yaml) container agent: {container}.securityContext.privileged is true"
-        in r
-        for r in reasons["privileged"]
-    ), reasons["privileged"]
-    assert any(
-        "HC-46 (high)" in r
-        and "Deployment/backup-backup (backup/templates/deployment.yaml): spec.template.spec.volumes[0].hostPath mounts /var/lib/kubelet (volume node)"
-        in r
-        for r in reasons["hostpath"]
-    ), reasons["hostpath"]
-    assert any(
-        "HC-06 (high)" in r
-        and f"ghcr.io/example/proxy:1.36@{pinned['digest']} comes from ghcr.io, not from {REGISTRY_NAME}: used by Deployment/proxy-proxy container proxy ({container}.image)"
-        in r
-        for r in reasons["foreign"]
-    ), reasons["foreign"]
+    expected = {
+        "privileged": (
+            "HC-45 (critical)",
+            "Deployment/agent-agent (agent/templates/deployment.yaml) container agent: "
+            f"{container}.securityContext.privileged is true",
+        ),
+        "hostpath": (
+            "HC-46 (high)",
+            "Deployment/backup-backup (backup/templates/deployment.yaml): "
+            "spec.template.spec.volumes[0].hostPath mounts /var/lib/kubelet (volume node)",
+        ),
+        "foreign": (
+            "HC-06 (high)",
+            f"ghcr.io/example/proxy:1.36@{pinned['digest']} comes from ghcr.io, not from "
+            f"{REGISTRY_NAME}: used by Deployment/proxy-proxy container proxy ({container}.image)",
+        ),
+    }
+    for name, (criterion, evidence) in expected.items():
+        assert any(
+            r.startswith(f"hardening criterion {criterion} failed") and evidence in r
+            for r in reasons[name]
+        ), reasons[name]
     assert (
         f"image ghcr.io/example/proxy:1.36@{pinned['digest']} is not in this registry"
         in reasons["foreign"]
