@@ -23,3 +23,8 @@ CREATE TABLE chart_images (
 );
 CREATE INDEX chart_images_image ON chart_images (image_repository, image_digest);
 CREATE INDEX chart_images_source ON chart_images (source, pinned);
+
+-- The images a mirrored chart deploys are copied under the chart's entry: two of them may
+-- share a reference (a tag) from different upstream repositories.
+ALTER TABLE mirror_images DROP CONSTRAINT mirror_images_pkey;
+ALTER TABLE mirror_images ADD PRIMARY KEY (set_name, entry, source, reference);
