@@ -111,12 +111,12 @@ async def _push(client: RegistryClient, ref: str, config: bytes, layers: list[by
     return Digest.of(manifest)
 
 
-async def seed_upstream(host: str) -> dict[str, Any]:
+async def seed_upstream(host: str, plan: dict[str, int] = CHARTS) -> dict[str, Any]:
     """Images and charts upstream, and the release description that lists them."""
     images: dict[str, Any] = {}
     charts: dict[str, Any] = {}
     async with RegistryClient([RegistryConfig(host, insecure=True)]) as client:
-        for chart_name, count in CHARTS.items():
+        for chart_name, count in plan.items():
             components = []
             for n in range(count):
                 name = f"{chart_name}{n}"
@@ -160,7 +160,8 @@ async def seed_upstream(host: str) -> dict[str, Any]:
                 "version": "2.1.0",
                 "digest": str(Digest.of(raw)),
             }
-    images["groupwareAntivirus"] = dict(images["groupwareComponent0"])  # listed twice
+    if "groupwareComponent0" in images:
+        images["groupwareAntivirus"] = dict(images["groupwareComponent0"])  # listed twice
     return {
         "release": "suite",
         "version": "1.17.0",
@@ -215,3 +216,60 @@ async def test_a_release_mirrors_end_to_end_in_one_command(pg_dsn: str, tmp_path
     mirrored = [i for i in report["images"] if not i["repository"].startswith("suite/charts/")]
     assert len(mirrored) == sum(CHARTS.values())  # the image listed twice is mirrored once
     assert {i["state"] for i in report["images"]} == {"admitted"}
+
+
+async def test_a_mirror_entry_naming_a_chart_mirrors_its_images(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    async with running_distribution(tmp_path / "upstream") as upstream:
+        release = await seed_upstream(upstream.host, {"wiki": 3})
+        chart = release["charts"]["wiki"]
+        path = tmp_path / "set.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 1,
+                    "name": "wiki",
+                    "mirrors": [
+                        {
+                            "name": "wiki-chart",
+                            "source": f"{upstream.host}/{chart['repository']}",
+                            "target": "suite/charts/wiki",
+                            "tags": [f"2.1.0@{chart['digest']}"],
+                            "insecure": True,
+                            "images_target": "suite/mirror/",
+                            "values": {"resources": {"limits": {"memory": "256Mi"}}},
+                        }
+                    ],
+                }
+            )
+        )
+        config = registry_config(
+            pg_dsn,
+            tmp_path / "data",
+            "filesystem",
+            None,
+            charts={"registry_names": [REGISTRY_NAME]},
+            namespaces=[
+                {
+                    "prefix": "suite/",
+                    "admission": "enforce",
+                    "require_verification": False,
+                    "fail_on": "critical",
+                }
+            ],  # fmt: skip
+        )
+        async with live_registry(config, pipeline=True) as live:
+            code, out, err = await asyncio.wait_for(
+                zoll("mirror", "apply", str(path), "--wait", "--json", "--url", live.url), 600
+            )
+    assert code == 0, (out, err)
+    report = json.loads(out)
+    [wiki] = report["charts"]
+    assert wiki["state"] == "admitted", wiki["reasons"]
+    assert sorted(i["repository"] for i in wiki["images"]) == [
+        f"suite/mirror/suite/wiki{n}" for n in range(3)
+    ]
+    assert {i["state"] for i in wiki["images"]} == {"admitted"}
+    copies = [i for i in report["images"] if i["repository"].startswith("suite/mirror/")]
+    assert len(copies) == 3 and {i["entry"] for i in copies} == {"wiki-chart"}
