@@ -257,7 +257,7 @@ async def test_a_mirror_entry_naming_a_chart_mirrors_its_images(
                     "require_verification": False,
                     "fail_on": "critical",
                 }
-            ],  # fmt: skip
+            ],
         )
         async with live_registry(config, pipeline=True) as live:
             code, out, err = await asyncio.wait_for(
