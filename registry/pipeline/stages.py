@@ -46,7 +46,7 @@ from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
-from registry.pipeline import status
+from registry.pipeline import status, supplier_sboms
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
 
@@ -192,8 +192,15 @@ async def _scan(
     report = evaluate(analysis, context, svc.catalog(rule), vulns)
     decision = decide(report, svc.admission_rule(rule))
     sbom = build_sbom(analysis, name=repo)
+    suppliers = await supplier_sboms.collect(reader, Digest.parse(digest), sbom)
     await status.update(
-        pool, repo, digest, hardening=report.to_json(), hardening_passed=decision.allowed, sbom=sbom
+        pool,
+        repo,
+        digest,
+        hardening=report.to_json(),
+        hardening_passed=decision.allowed,
+        sbom=sbom,
+        supplier_sboms=suppliers,
     )
     rebuilds = rule.rebuild != "off" and not (row["origin"] or {}).get("rebuilt_from")
     await enqueue(svc, "rebuild" if rebuilds else "attest", repo, digest)
@@ -201,6 +208,7 @@ async def _scan(
         "reason": decision.reason,
         "blocking": [r.id for r in decision.blocking],
         "packages": len(analysis.packages),
+        "supplier_sboms": len(suppliers),
         "vulnerabilities": None if vulns is None else len(vulns),
     }
 

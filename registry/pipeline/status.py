@@ -65,6 +65,7 @@ async def update(pool: asyncpg.Pool, repository: str, digest: str, **columns: An
         "fingerprint",
         "rebuild",
         "artifact_type",
+        "supplier_sboms",
     }
     unknown = set(columns) - allowed
     if unknown:
