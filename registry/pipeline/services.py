@@ -32,6 +32,7 @@ from attest.trust_policy import TrustPolicySet
 from attest.trustroot import TrustMaterial
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
+from policy.chart.analysis import CHART_ANALYZER_VERSION
 from policy.catalog import Catalog, load_catalog
 from policy.vuln import VulnStore
 from registry import __version__
@@ -105,11 +106,14 @@ class PipelineServices:
         )
 
     async def fingerprint(self, rule: NamespaceRule) -> str:
-        """Changes whenever the trust policy, the catalog, the vulnerability data or the
-        analyzer (a fix in how layers are read) do."""
+        """Changes whenever the trust policy, the catalog, the vulnerability data, the
+        analyzers (a fix in how layers or charts are read) or this registry's names (which
+        decide where a chart's images come from) do."""
         data = await self.vulns.fingerprint()
         parts = [
             ANALYZER_VERSION,
+            CHART_ANALYZER_VERSION,
+            ",".join(self.config.charts.names(self.config.http.public_url)),
             self.trust_policy_sha256,
             self.catalog(rule).digest,
             data.digest,
