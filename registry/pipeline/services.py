@@ -32,8 +32,8 @@ from attest.trust_policy import TrustPolicySet
 from attest.trustroot import TrustMaterial
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
-from policy.chart.analysis import CHART_ANALYZER_VERSION
 from policy.catalog import Catalog, load_catalog
+from policy.chart.analysis import CHART_ANALYZER_VERSION
 from policy.vuln import VulnStore
 from registry import __version__
 from registry.config import Config, NamespaceRule
