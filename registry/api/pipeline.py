@@ -27,10 +27,11 @@ class ImageStatus(BaseModel):
     repository: str
     digest: str
     kind: str
-    """image, index or artifact"""
+    """image, index, chart or artifact"""
     state: str
     """quarantined, admitted, rejected or exempt"""
     reasons: list[str]
+    """Why it is held; for an exempt artifact, the rule that lets it through"""
     namespace: str
     """The namespace rule (prefix) that applies."""
     admission: str
