@@ -187,7 +187,20 @@ async def _scan(
     decision = decide(report, svc.admission_rule(rule))
     sbom = build_sbom(analysis, name=repo)
     await status.update(
-        pool, repo, digest, hardening=report.to_json(), hardening_passed=decision.allowed, sbom=sbom
+        pool,
+        repo,
+        digest,
+        hardening=report.to_json(),
+        hardening_passed=decision.allowed,
+        sbom=sbom,
+        vulnerabilities=None if vulns is None else [v.to_json() for v in vulns],
+    )
+    await status.index_terms(
+        pool,
+        repo,
+        digest,
+        [p.name for p in analysis.packages],
+        [i for v in vulns or () for i in (v.id, *v.aliases)],
     )
     rebuilds = rule.rebuild != "off" and not (row["origin"] or {}).get("rebuilt_from")
     await enqueue(svc, "rebuild" if rebuilds else "attest", repo, digest)
