@@ -84,8 +84,10 @@ def why_trusted(
                     ev = verification.evidence_by_id(ev_id)
                 except KeyError:
                     continue
-                if ev.signer is not None:
-                    who.append(ev.signer.identity or ev.signer.keyid or ev.signer.kind)
+                if ev.signer is not None and ev.signer.identity:
+                    who.append(f"{ev.signer.identity} ({ev.signer.issuer})")
+                elif ev.signer is not None:
+                    who.append(f"key {(ev.signer.keyid or ev.signer.kind)[:16]}")
             by = f" — signed by {', '.join(sorted(set(who)))}" if who else ""
             lines.append(f"{req.description}: passed{by}")
     if report is not None:

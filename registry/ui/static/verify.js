@@ -168,7 +168,12 @@
   }
 
   function parseVerifierKey(vkey) {
-    const [name, keyHash, material] = vkey.split("+");
+    // name+hash+base64(type || key): base64 itself may contain "+".
+    const first = vkey.indexOf("+");
+    const second = vkey.indexOf("+", first + 1);
+    const name = vkey.slice(0, first);
+    const keyHash = vkey.slice(first + 1, second);
+    const material = vkey.slice(second + 1);
     const blob = b64decode(material);
     const type = blob[0];
     if (type === 1) return { name, keyHash, algorithm: "ed25519", format: "raw", key: blob.slice(1) };
@@ -272,6 +277,11 @@
 
   async function onVerify(button) {
     const box = document.getElementById(button.getAttribute("aria-controls"));
+    if (!window.crypto || !crypto.subtle) {
+      show(box, { ok: false, steps: [{ ok: false, text:
+        "this browser offers WebCrypto only on HTTPS pages (or localhost): open Zoll over TLS" }] });
+      return;
+    }
     box.textContent = "Checking…";
     button.disabled = true;
     try {
