@@ -3,6 +3,8 @@ available here), and screenshots for docs/ui.md."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +22,13 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+SHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "ui"
+    if os.environ.get("ZOLL_UI_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "zoll-ui-screenshots"
+)
+"""docs/ui/ when refreshing the documentation (ZOLL_UI_SCREENSHOTS=1), so an ordinary
+test run leaves the work tree alone."""
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
