@@ -49,14 +49,22 @@ def reasons_with_evidence(
 ) -> list[dict[str, Any]]:
     """Each reason of the verdict with what was found: the criterion's evidence lines,
     or the requirement's problems and the evidence they are about."""
-    out = []
+    out: list[dict[str, Any]] = []
     for reason in reasons:
         evidence: list[str] = []
         criterion = _CRITERION.match(reason)
         requirement = _REQUIREMENT.match(reason)
         if criterion and report is not None:
             with contextlib.suppress(KeyError):
-                evidence = list(report.result(criterion.group(1)).evidence)
+                found = report.result(criterion.group(1))
+                out.append(
+                    {
+                        "text": f"{found.id} {found.title} ({found.severity}): not met",
+                        "evidence": list(found.evidence),
+                        "rule": found.rule,
+                    }
+                )
+                continue
         elif requirement and verification is not None:
             try:
                 req = verification.requirement(requirement.group(1))
@@ -65,7 +73,7 @@ def reasons_with_evidence(
             for problem in req.problems if req else ():
                 where = f" ({problem.evidence})" if problem.evidence else ""
                 evidence.append(f"{problem.reason.value}: {problem.message}{where}")
-        out.append({"text": reason, "evidence": evidence})
+        out.append({"text": reason, "evidence": evidence, "rule": None})
     return out
 
 

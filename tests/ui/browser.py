@@ -49,3 +49,11 @@ async def shot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = SHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+async def shot_of(page: Page, selector: str, name: str) -> Path:
+    """A screenshot of one element (docs/ui/<name>.png)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    await page.locator(selector).first.screenshot(path=str(path))
+    return path

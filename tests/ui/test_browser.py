@@ -44,7 +44,7 @@ from tests.support.buildah import Builder
 from tests.support.pipeline import RegistrySink, drain
 from tests.support.servers import LiveRegistry
 from tests.support.tools import layout_index, skopeo
-from tests.ui.browser import DESKTOP, PHONE, chromium, shot
+from tests.ui.browser import DESKTOP, PHONE, chromium, shot, shot_of
 from tests.ui.conftest import make_public
 
 pytestmark = pytest.mark.slow
@@ -376,6 +376,7 @@ async def test_badge_renders_and_follows_the_verdict(world: World, page: Page) -
     badge = f"{world.url}/badges/opendesk/later/1.0.0/admission.svg"
     await page.goto(f"{world.url}/ui/r/opendesk/later@{world.later}")
     image = page.locator("img[alt='admission badge']")
+    first_src = await image.get_attribute("src")  # carries the verdict's time: never stale
     await page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
     )
@@ -398,8 +399,14 @@ async def test_badge_renders_and_follows_the_verdict(world: World, page: Page) -
         assert "admission: admitted" in after
         async with http.get(badge.replace(".svg", ".json"), headers=headers) as r:
             assert (await r.json())["message"] == "admitted"
-    await page.goto(badge)
-    await shot(page, "badge", full_page=False)
+    await page.reload()  # the page as it is now (same URL: goto would only scroll)
+    badges = page.locator("p.badges img")
+    for n in range(await badges.count()):
+        await page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=await badges.nth(n).element_handle()
+        )
+    assert await page.locator("img[alt='admission badge']").get_attribute("src") != first_src
+    await shot_of(page, "#badges", "badge")
 
 
 async def test_log_mirror_audit_and_people_pages(world: World, page: Page) -> None:
