@@ -223,6 +223,9 @@ class AuthConfig(_Section):
     )
     token_ttl: int = Field(300, ge=30, le=3600, description="seconds a token stays valid")
     token_algorithm: Literal["ES256", "EdDSA"] = "ES256"  # noqa: S105 (not a secret)
+    session_ttl: float = Field(
+        8 * 3600, ge=60, description="seconds a web page login lasts (docs/ui.md)"
+    )
     keys_dir: Path | None = Field(None, description="token signing keys; default <data_dir>/auth")
     key_max_age: float = Field(
         90 * 24 * 3600, ge=3600, description="seconds before a signing key is replaced"

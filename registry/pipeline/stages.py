@@ -201,6 +201,14 @@ async def _scan(
         hardening_passed=decision.allowed,
         sbom=sbom,
         supplier_sboms=suppliers,
+        vulnerabilities=None if vulns is None else [v.to_json() for v in vulns],
+    )
+    await status.index_terms(
+        pool,
+        repo,
+        digest,
+        [p.name for p in analysis.packages],
+        [i for v in vulns or () for i in (v.id, *v.aliases)],
     )
     rebuilds = rule.rebuild != "off" and not (row["origin"] or {}).get("rebuilt_from")
     await enqueue(svc, "rebuild" if rebuilds else "attest", repo, digest)

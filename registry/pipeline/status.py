@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -66,6 +67,7 @@ async def update(pool: asyncpg.Pool, repository: str, digest: str, **columns: An
         "rebuild",
         "artifact_type",
         "supplier_sboms",
+        "vulnerabilities",
     }
     unknown = set(columns) - allowed
     if unknown:
@@ -79,6 +81,45 @@ async def update(pool: asyncpg.Pool, repository: str, digest: str, **columns: An
         digest,
         *[columns[n] for n in names],
     )
+
+
+async def index_terms(
+    pool: asyncpg.Pool,
+    repository: str,
+    digest: str,
+    packages: Iterable[str],
+    vulnerabilities: Iterable[str],
+) -> None:
+    """Replace what the catalogue search finds the image by: package names (lower case)
+    and vulnerability ids with their aliases (upper case)."""
+    kinds, terms = [], []
+    for kind, values, norm in (
+        ("package", packages, str.lower),
+        ("vulnerability", vulnerabilities, str.upper),
+    ):
+        for value in sorted({norm(v) for v in values if v}):
+            kinds.append(kind)
+            terms.append(value)
+    async with pool.acquire() as conn, conn.transaction():
+        repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", repository)
+        if repo_id is None:
+            return
+        await conn.execute(
+            "DELETE FROM image_search_terms WHERE repository_id = $1 AND digest = $2",
+            repo_id,
+            digest,
+        )
+        await conn.execute(
+            """INSERT INTO image_search_terms (kind, term, repository_id, digest)
+               SELECT k, t, $3, $4 FROM unnest($1::text[], $2::text[]) AS x(k, t)
+               WHERE EXISTS (SELECT 1 FROM image_status
+                             WHERE repository_id = $3 AND digest = $4)
+               ON CONFLICT DO NOTHING""",
+            kinds,
+            terms,
+            repo_id,
+            digest,
+        )
 
 
 async def event(
