@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := skopeo buildah docker-registry busybox-static softhsm2 apache2-utils
+DEBS := skopeo buildah docker-registry busybox-static softhsm2 apache2-utils chromium
 PYTEST_ARGS ?= -n auto
 
 .PHONY: run test lint typecheck unit debs venv bench clean

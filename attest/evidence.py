@@ -27,6 +27,7 @@ from attest.identity import Signers
 from attest.intoto import COSIGN_SIGN_PREDICATE, Statement
 from attest.results import Evidence, Reason, Signer, TlogEntry, VerificationFailure
 from attest.safejson import loads_object
+from attest.slsa import PROVENANCE_TYPES, parse_provenance
 from attest.trustroot import TrustMaterial
 from registry.oci import mediatypes as mt
 from registry.oci.digest import Digest
@@ -205,6 +206,7 @@ def _attestation(
     kind = "signature" if statement.predicate_type == COSIGN_SIGN_PREDICATE else "attestation"
     evidence = replace(
         base,
+        details={**base.details, **_provenance_details(statement)},
         kind=kind,
         verified=True,
         signer=signer,
@@ -212,3 +214,22 @@ def _attestation(
         predicate_type=statement.predicate_type,
     )
     return Checked(evidence, statement)
+
+
+def _provenance_details(statement: Statement) -> dict[str, str]:
+    """Builder and source of a SLSA provenance, so a result says who built what from
+    where (the web page shows them) without the statement being read again."""
+    if statement.predicate_type not in PROVENANCE_TYPES:
+        return {}
+    try:
+        provenance = parse_provenance(statement)
+    except VerificationFailure:
+        return {}
+    found = {
+        "builder": provenance.builder_id,
+        "build_type": provenance.build_type,
+        "source_repository": provenance.source.repository,
+        "source_ref": provenance.source.ref,
+        "source_commit": provenance.source.commit,
+    }
+    return {k: v for k, v in found.items() if v}

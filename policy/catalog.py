@@ -18,9 +18,22 @@ from typing import Any, Final, Literal, cast
 import yaml
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
+Subject = Literal["image", "chart"]
+SUBJECTS: Final[tuple[Subject, ...]] = ("image", "chart")
 SEVERITIES: Final[tuple[Severity, ...]] = ("critical", "high", "medium", "low", "info")
 _CRITERION_KEYS: Final = frozenset(
-    {"id", "title", "rule", "severity", "check", "rationale", "sources", "params", "enabled"}
+    {
+        "id",
+        "title",
+        "rule",
+        "severity",
+        "check",
+        "rationale",
+        "sources",
+        "params",
+        "enabled",
+        "applies_to",
+    }
 )
 _OVERRIDE_KEYS: Final = frozenset({"enabled", "severity", "params"})
 
@@ -53,9 +66,12 @@ class Criterion:
     sources: tuple[Source, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    applies_to: Subject = "image"
+    """What the criterion judges: an image (its config and file tree) or a Helm chart (the
+    workloads it renders)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "rule": self.rule,
@@ -66,6 +82,9 @@ class Criterion:
             "params": dict(self.params),
             "enabled": self.enabled,
         }
+        if self.applies_to != "image":  # image criteria keep the digest they always had
+            out["applies_to"] = self.applies_to
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +103,10 @@ class Catalog:
     @property
     def enabled(self) -> tuple[Criterion, ...]:
         return tuple(c for c in self.criteria if c.enabled)
+
+    def for_subject(self, subject: Subject) -> tuple[Criterion, ...]:
+        """The criteria that judge images, or those that judge charts."""
+        return tuple(c for c in self.criteria if c.applies_to == subject)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +164,9 @@ def _criterion(obj: Any, where: str) -> Criterion:
     params = obj.get("params") or {}
     if not isinstance(params, dict):
         raise CatalogError(f"{where}: params must be a mapping")
+    applies_to = obj.get("applies_to", "image")
+    if applies_to not in SUBJECTS:
+        raise CatalogError(f"{where}: applies_to must be one of {', '.join(SUBJECTS)}")
     return Criterion(
         id=obj["id"],
         title=obj["title"],
@@ -151,6 +177,7 @@ def _criterion(obj: Any, where: str) -> Criterion:
         sources=tuple(parsed),
         params=params,
         enabled=bool(obj.get("enabled", True)),
+        applies_to=applies_to,
     )
 
 
@@ -162,11 +189,19 @@ def parse_catalog(data: Mapping[str, Any], where: str = "catalog") -> Catalog:
     if not isinstance(items, list) or not items:
         raise CatalogError(f"{where}: 'criteria' must be a non-empty list")
     criteria = [_criterion(obj, f"{where} criteria[{i}]") for i, obj in enumerate(items)]
-    from policy.checks import CHECKS  # checks do not import the catalog: no cycle
+    from policy.chart.checks import CHART_CHECKS  # checks do not import the catalog: no cycle
+    from policy.checks import CHECKS
 
-    unknown_checks = sorted({c.check for c in criteria} - set(CHECKS))
-    if unknown_checks:
-        raise CatalogError(f"{where}: unknown checks {unknown_checks} (known: {sorted(CHECKS)})")
+    known = {"image": set(CHECKS), "chart": set(CHART_CHECKS)}
+    for subject in SUBJECTS:
+        unknown_checks = sorted(
+            {c.check for c in criteria if c.applies_to == subject} - known[subject]
+        )
+        if unknown_checks:
+            raise CatalogError(
+                f"{where}: unknown {subject} checks {unknown_checks} "
+                f"(known: {sorted(known[subject])})"
+            )
     ids = [c.id for c in criteria]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

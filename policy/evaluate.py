@@ -28,7 +28,7 @@ def evaluate(
     """
     inputs = Inputs(analysis, context or ImageContext(), vulnerabilities)
     results = []
-    for criterion in catalog.criteria:
+    for criterion in catalog.for_subject("image"):
         if not criterion.enabled:
             results.append(
                 CriterionResult(

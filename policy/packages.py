@@ -7,7 +7,7 @@ against advisory data and returns `VulnFinding`s; the evaluation judges those.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["critical", "high", "medium", "low", "unknown"]
 
@@ -60,3 +60,24 @@ class VulnFinding:
     def suppressed(self) -> bool:
         """Whether a VEX statement says this finding does not apply."""
         return self.vex_status in ("not_affected", "fixed")
+
+    def to_json(self) -> dict[str, Any]:
+        """What the registry stores and shows for a finding (the image page, badges)."""
+        return {
+            "id": self.id,
+            "aliases": list(self.aliases),
+            "severity": self.severity,
+            "summary": self.summary,
+            "package": {
+                "name": self.package.name,
+                "version": self.package.version,
+                "ecosystem": self.package.ecosystem,
+                "purl": self.package.purl,
+            },
+            "cvss_score": self.cvss_score,
+            "fixed_versions": list(self.fixed_versions),
+            "vex_status": self.vex_status,
+            "vex_justification": self.vex_justification,
+            "suppressed": self.suppressed,
+            "undecided_reason": self.undecided_reason,
+        }

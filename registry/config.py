@@ -8,6 +8,7 @@ what is wrong, so a typo never becomes a silent default.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +149,12 @@ class NamespaceRule(_Section):
         "sovereign copy: once admitted, the upstream's tags point at it)",
     )
     catalog: list[Path] = Field(default_factory=list, description="criteria override files")
+    allow_artifact_types: list[str] = Field(
+        default_factory=list,
+        description="artifact types the pipeline does not judge that an enforce namespace "
+        "still serves (exact media types, or patterns like application/vnd.example.*); "
+        "signatures, attestations and SBOMs about an image need no entry",
+    )
 
 
 class UpstreamCredentials(_Section):
@@ -216,6 +223,9 @@ class AuthConfig(_Section):
     )
     token_ttl: int = Field(300, ge=30, le=3600, description="seconds a token stays valid")
     token_algorithm: Literal["ES256", "EdDSA"] = "ES256"  # noqa: S105 (not a secret)
+    session_ttl: float = Field(
+        8 * 3600, ge=60, description="seconds a web page login lasts (docs/ui.md)"
+    )
     keys_dir: Path | None = Field(None, description="token signing keys; default <data_dir>/auth")
     key_max_age: float = Field(
         90 * 24 * 3600, ge=3600, description="seconds before a signing key is replaced"
@@ -281,6 +291,27 @@ class LogConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ChartsConfig(_Section):
+    """How Helm charts are judged (docs/charts.md)."""
+
+    registry_names: list[str] = Field(
+        default_factory=list,
+        description="names clusters pull this registry's images under (host or host:port); "
+        "images of a chart from these names are 'from this registry'. Default: the host of "
+        "http.public_url",
+    )
+    render_seconds: float = Field(60, gt=0, description="time Helm may take to render one chart")
+    render_memory_mib: int = Field(
+        2048, ge=256, description="address space of the child process that renders a chart"
+    )
+
+    def names(self, public_url: str | None) -> tuple[str, ...]:
+        if self.registry_names:
+            return tuple(self.registry_names)
+        host = urllib.parse.urlsplit(public_url or "").netloc
+        return (host,) if host else ()
+
+
 class Config(_Section):
     data_dir: Path = Path("zoll-data")
     http: HTTPConfig = HTTPConfig()
@@ -291,6 +322,7 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     attest: AttestConfig = AttestConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    charts: ChartsConfig = ChartsConfig()
     namespaces: list[NamespaceRule] = Field(default_factory=list)
     pull_through: list[PullThroughRule] = Field(default_factory=list)
     auth: AuthConfig = AuthConfig()

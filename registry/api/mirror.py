@@ -46,6 +46,27 @@ class MirrorImage(BaseModel):
     reasons: list[str] | None = None
 
 
+class ChartImage(BaseModel):
+    reference: str
+    """as the rendered chart names it"""
+    repository: str | None = None
+    """the copy in this registry it resolves to (none: not here)"""
+    digest: str | None = None
+    state: str | None = None
+    reasons: list[str] | None = None
+
+
+class MirrorChart(BaseModel):
+    entry: str
+    reference: str
+    repository: str
+    digest: str
+    state: str
+    reasons: list[str]
+    images: list[ChartImage]
+    """every image the chart deploys, and where it stands"""
+
+
 class MirrorFailure(BaseModel):
     job: dict[str, Any]
     error: str | None = None
@@ -59,6 +80,9 @@ class MirrorProgress(BaseModel):
     finished: bool
     images: list[MirrorImage]
     failed: list[MirrorFailure]
+    charts: list[MirrorChart] = Field(default_factory=list)
+    release: dict[str, Any] | None = None
+    """name, version, chart and image keys when the set was applied as a release"""
 
 
 class MirrorEntryStatus(BaseModel):
@@ -169,6 +193,8 @@ async def mirror_progress(request: web.Request) -> MirrorProgress:
         finished=pending == 0,
         images=[MirrorImage.model_validate(r) for r in await progress.set_images(pool, name)],
         failed=[MirrorFailure.model_validate(f) for f in failed],
+        charts=[MirrorChart.model_validate(c) for c in await progress.set_charts(pool, name)],
+        release=await progress.set_release(pool, name),
     )
 
 

@@ -27,10 +27,11 @@ class ImageStatus(BaseModel):
     repository: str
     digest: str
     kind: str
-    """image, index or artifact"""
+    """image, index, chart or artifact"""
     state: str
     """quarantined, admitted, rejected or exempt"""
     reasons: list[str]
+    """Why it is held; for an exempt artifact, the rule that lets it through"""
     namespace: str
     """The namespace rule (prefix) that applies."""
     admission: str
@@ -151,6 +152,39 @@ for _field, _what, _path in (
         params=IMAGE_PARAMS,
         errors={404: f"No such image, or no {_what} yet"},
     )(_document(_field, _what))
+
+
+class SupplierSboms(BaseModel):
+    repository: str
+    digest: str
+    sboms: list[dict[str, Any]]
+    """Each supplier SBOM: where it was found (referrer, cosign tag, attestation), its
+    format, the document, and its comparison with Zoll's SBOM (in both, only the
+    supplier's, only Zoll's)."""
+
+
+@API.operation(
+    "GET",
+    "/api/v1/images/{name}@{digest}/sbom/supplier",
+    route=f"/api/v1/images/{IMAGE}/sbom/supplier",
+    summary="The SBOMs the supplier attached, compared with Zoll's",
+    tag="pipeline",
+    needs=image_needs,
+    response=SupplierSboms,
+    params=IMAGE_PARAMS,
+    errors={404: "No such image, or not scanned yet"},
+)
+async def supplier_sboms(request: web.Request) -> SupplierSboms:
+    """Read at scan time: SPDX and CycloneDX documents attached as OCI referrers, under
+    cosign's `.sbom` tag, or as SBOM attestations; Zoll's own SBOM is at `/sbom`."""
+    row = await _row(request)
+    if row["supplier_sboms"] is None:
+        raise ApiError(
+            404, "Not scanned yet", f"{row['repository']}@{row['digest']} has not been scanned"
+        )
+    return SupplierSboms(
+        repository=row["repository"], digest=row["digest"], sboms=row["supplier_sboms"]
+    )
 
 
 @API.operation(

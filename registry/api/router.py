@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -21,6 +21,7 @@ from registry.http.access import PUBLIC, Needs, requires
 from registry.http.state import registry_of
 
 ApiHandler = Callable[[web.Request], Awaitable[BaseModel | web.StreamResponse]]
+H = TypeVar("H", bound=ApiHandler)
 
 
 class ApiError(Exception):
@@ -105,11 +106,11 @@ class ApiRouter:
         route: str | None = None,
         content_type: str = "application/json",
         body: type[BaseModel] | None = None,
-    ) -> Callable[[ApiHandler], ApiHandler]:
+    ) -> Callable[[H], H]:
         """Register a handler. `route` is the aiohttp pattern when it differs from `path`
         (e.g. names with slashes); the docstring becomes the description."""
 
-        def register(fn: ApiHandler) -> ApiHandler:
+        def register(fn: H) -> H:
             async def handler(request: web.Request) -> web.StreamResponse:
                 try:
                     result = await fn(request)

@@ -13,7 +13,8 @@ from registry.auth.roles import Grants
 from registry.auth.tokens import TokenClaims
 from registry.http.access import Access
 
-Via = Literal["none", "basic", "bearer"]
+Via = Literal["none", "basic", "bearer", "session"]
+"""`session`: a web page or badge requested with the login cookie (auth.sessions)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from registry.auth.caller import CALLER, Caller
 from registry.auth.decision import Verdict, decide
 from registry.auth.ratelimit import RateLimited
 from registry.auth.service import AuthService, BadAuthorization, LoginFailed, source_of
+from registry.auth.sessions import is_page, page_refusal
 from registry.http.access import Access, needed
 from registry.http.errors import Handler
 from registry.http.state import registry_of, request_id
@@ -190,7 +191,12 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             request, 413, ErrorCode.SIZE_INVALID, f"request body larger than {limit} bytes"
         )
     service = reg.auth
-    if service is None or not needs or (reg.config.auth.public_metrics and needs == [METRICS]):
+    page = is_page(request.path)  # pages always learn who looks (catalogues filter by it)
+    if (
+        service is None
+        or (not needs and not page)
+        or (reg.config.auth.public_metrics and needs == [METRICS])
+    ):
         return await handler(request)  # authentication off, or a public route
     try:
         caller = await service.caller(request)
@@ -213,6 +219,9 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     decision = decide(caller, needs)
     if decision.verdict is not Verdict.ALLOW:
         assert decision.access is not None
+        if page:
+            request[CALLER] = caller  # the error page shows who is signed in
+            raise page_refusal(request, decision.verdict)  # rendered by the page middleware
         return _refusal(service, request, decision.verdict, decision.access, wanted)
     request[CALLER] = caller
     bind_actor(Actor(caller.name, caller.principal.kind, source, rid))

@@ -123,3 +123,8 @@ class Grants:
         """Whose events this principal may read: None = all of them."""
         spaces = tuple(g.namespace for g in self.grants if "audit" in REPOSITORY_ACTIONS[g.role])
         return None if EVERYTHING in spaces else spaces
+
+    def readable_namespaces(self) -> tuple[str, ...] | None:
+        """Where this principal may pull: None = everywhere. Catalogues filter by it."""
+        spaces = tuple(g.namespace for g in self.grants if "pull" in REPOSITORY_ACTIONS[g.role])
+        return None if EVERYTHING in spaces else spaces

@@ -23,7 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from registry import audit
-from registry.auth import accounts
+from registry.auth import accounts, sessions
 from registry.auth.accounts import ANONYMOUS, Principal
 from registry.auth.caller import Caller
 from registry.auth.keys import TokenKeyring
@@ -213,6 +213,11 @@ class AuthService:
         BadAuthorization or RateLimited when what was sent is not accepted."""
         header = request.headers.get("Authorization")
         if not header:
+            token = request.cookies.get(sessions.SESSION_COOKIE)
+            if token and sessions.is_page(request.path):
+                found = await self.session_caller(request, token)
+                if found is not None:
+                    return found
             return await self.anonymous_caller()
         scheme, _, value = header.partition(" ")
         scheme = scheme.lower()
@@ -249,6 +254,23 @@ class AuthService:
             self._bearers[token] = (caller, until)
             return caller
         raise BadAuthorization(f"unsupported authorization scheme {scheme[:20]!r}")
+
+    async def session_caller(self, request: web.Request, token: str) -> Caller | None:
+        """The caller of a page request with a session cookie; None when the session is
+        over (logged out, expired) or its principal was disabled or got a new secret."""
+        session = await sessions.find(self.pool, token)
+        if session is None:
+            return None
+        holder = await self.principal(session.principal)
+        if (
+            holder is None
+            or holder.id != session.principal_id
+            or holder.secret_version != session.secret_version
+            or not holder.usable()
+        ):
+            return None
+        request[sessions.SESSION] = session
+        return Caller(holder, await self.effective_grants(holder), "session")
 
     def realm(self, request: web.Request) -> str:
         if self.config.realm:

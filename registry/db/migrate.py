@@ -4,7 +4,7 @@ Files are `migrations/NNNN_name.sql`, applied in order, each in its own transact
 Several worker processes may start at once; the advisory lock makes one of them apply
 and the others wait and then find nothing to do. Number ranges: 0001–0099 registry core,
 0100–0199 attestations and transparency log, 0200–0299 policy, 0300–0399 auth and
-audit, 0400–0499 mirroring and pipeline, 0500–0599 rebuilds.
+audit, 0400–0499 mirroring and pipeline, 0500–0599 rebuilds, 0700–0719 web pages.
 """
 
 from __future__ import annotations

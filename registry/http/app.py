@@ -31,13 +31,15 @@ from registry.http.v2 import base, blobs, listings, manifests, uploads
 from registry.mirror import jobs as _mirror_jobs  # noqa: F401  (registers mirror jobs)
 from registry.pipeline import runner as _pipeline  # noqa: F401  (registers the push hook)
 from registry.pipeline.services import SERVICES, PipelineServices
+from registry.ui import install as install_pages
+from registry.ui import page_errors
 
 NAME = "{name:[^{}]+?}"
 
 
 def build_app(registry: Registry, services: PipelineServices | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, error_middleware, authorize],
+        middlewares=[request_context, error_middleware, page_errors, authorize],
         client_max_size=registry.config.http.max_manifest_bytes + 1,
         handler_args={"max_field_size": 16384},
     )
@@ -74,4 +76,5 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics)
+    install_pages(app)  # /ui/ and /badges/ (docs/ui.md)
     return app

@@ -108,6 +108,15 @@ async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
     pool = svc.registry.pool
     mirror_set = await load_set(pool, job.payload["set"])
     entry = mirror_set.entry(job.payload["entry"])
+    if job.payload.get("source"):  # an image a chart of this entry deploys
+        entry = entry.model_copy(
+            update={
+                "source": job.payload["source"],
+                "target": job.payload["target"],
+                "values": None,
+                "chart_images": False,
+            }
+        )
     reference, tag = job.payload["reference"], job.payload.get("tag")
     source = svc.upstreams.reader(entry)
     expect = job.payload.get("expect")
@@ -133,7 +142,15 @@ async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
         "reference": reference,
         "mirrored_at": datetime.now(UTC).isoformat(),
     }
+    if job.payload.get("chart"):
+        origin["deployed_by"] = job.payload["chart"]
+    row = await status.get(pool, entry.target, str(result.digest))
+    is_chart = row is not None and row["kind"] == "chart"
+    if is_chart and entry.values:
+        origin["values"] = entry.values
     await status.update(pool, entry.target, str(result.digest), origin=origin)
+    if is_chart and entry.chart_images:
+        await _mirror_chart_images(svc, mirror_set, entry, str(result.digest))
     if svc.config.namespace(entry.target).rebuild == "prefer":
         from registry.pipeline.rebuilds import keep_sovereign_copy  # loads the rebuild library
 
@@ -142,7 +159,8 @@ async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
         """INSERT INTO mirror_images (set_name, entry, source, reference, repository, digest,
                bytes_fetched, blobs_fetched, blobs_reused)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (set_name, entry, reference) DO UPDATE SET digest = EXCLUDED.digest,
+           ON CONFLICT (set_name, entry, source, reference) DO UPDATE
+               SET digest = EXCLUDED.digest, repository = EXCLUDED.repository,
                bytes_fetched = mirror_images.bytes_fetched + EXCLUDED.bytes_fetched,
                blobs_fetched = mirror_images.blobs_fetched + EXCLUDED.blobs_fetched,
                blobs_reused = EXCLUDED.blobs_reused, mirrored_at = now()""",
@@ -163,6 +181,44 @@ async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
         "blobs_reused": result.blobs_reused,
         "attachments": result.attachments,
     }
+
+
+async def _mirror_chart_images(
+    svc: PipelineServices, mirror_set: MirrorSet, entry: MirrorEntry, digest: str
+) -> int:
+    """Queue a copy of every image the chart deploys that is not in this registry: the
+    chart is rendered with the entry's values, as its scan will render it."""
+    from policy.chart import analyze_chart  # loads the chart reader only when needed
+    from registry.content import RegistryReader
+    from registry.oci.digest import Digest
+    from registry.pipeline.charts import limits, registry_names
+
+    analysis = await analyze_chart(
+        RegistryReader(svc.registry, entry.target), Digest.parse(digest), entry.values, limits(svc)
+    )
+    names = registry_names(svc)
+    queued = 0
+    for image in analysis.images:
+        if image.repository is None or image.registry in names:
+            continue
+        source = f"{image.registry}/{image.repository}"
+        reference = image.digest or image.tag
+        await svc.jobs.enqueue(
+            "mirror-image",
+            f"mirror-image:{mirror_set.name}/{entry.name}/{source}@{reference}",
+            {
+                "set": mirror_set.name,
+                "entry": entry.name,
+                "source": source,
+                "target": entry.image_target(image.repository),
+                "reference": reference,
+                "tag": image.tag if image.digest is None else None,
+                "expect": None,
+                "chart": f"{entry.target}@{digest}",
+            },
+        )
+        queued += 1
+    return queued
 
 
 def dumps(value: Any) -> str:

@@ -87,3 +87,38 @@ async def pending_mirror_jobs(pool: asyncpg.Pool) -> dict[str, int]:
         MIRROR_KINDS,
     )
     return {f"{r['kind']}:{r['state']}": int(r["n"]) for r in rows}
+
+
+async def set_release(pool: asyncpg.Pool, set_name: str) -> dict[str, Any] | None:
+    """The release a set was made from (name, version, chart and image keys), if any."""
+    found: dict[str, Any] | None = await pool.fetchval(
+        "SELECT document->'release' FROM mirror_sets WHERE name = $1", set_name
+    )
+    return found
+
+
+async def set_charts(pool: asyncpg.Pool, set_name: str) -> list[dict[str, Any]]:
+    """The charts a set brought in, each with its state and every image it deploys (the
+    copy here it resolves to, and that copy's state): the per-chart report."""
+    charts = await pool.fetch(
+        """SELECT i.entry, i.reference, i.repository, i.digest, s.state, s.reasons
+           FROM mirror_images i
+           JOIN repositories r ON r.name = i.repository
+           JOIN image_status s ON s.repository_id = r.id AND s.digest = i.digest
+           WHERE i.set_name = $1 AND s.kind = 'chart' ORDER BY i.entry, i.reference""",
+        set_name,
+    )
+    out = []
+    for chart in charts:
+        images = await pool.fetch(
+            """SELECT c.reference, c.image_repository AS repository, c.image_digest AS digest,
+                      s.state, s.reasons
+               FROM chart_images c JOIN repositories r ON r.id = c.repository_id
+               LEFT JOIN repositories ir ON ir.name = c.image_repository
+               LEFT JOIN image_status s ON s.repository_id = ir.id AND s.digest = c.image_digest
+               WHERE r.name = $1 AND c.digest = $2 ORDER BY c.reference""",
+            chart["repository"],
+            chart["digest"],
+        )
+        out.append({**dict(chart), "images": [dict(i) for i in images]})
+    return out

@@ -110,6 +110,17 @@ class MirrorEntry(_Model):
         None, description="explicit rebuild recipe (docs/rebuild.md); else derived"
     )
     credentials: UpstreamCredentials | None = None
+    values: dict[str, Any] | None = Field(
+        None, description="Helm values a chart is rendered with (beside its defaults)"
+    )
+    chart_images: bool = Field(
+        True, description="a chart: also mirror every image it deploys from elsewhere"
+    )
+    images_target: str | None = Field(
+        None,
+        description="repository prefix for the images a chart deploys (default: the first "
+        "component of target, e.g. opendesk/ for opendesk/charts/x)",
+    )
 
     @field_validator("target")
     @classmethod
@@ -179,6 +190,11 @@ class MirrorEntry(_Model):
             seconds(value)
         return value
 
+    def image_target(self, repository: str) -> str:
+        """Where an image a chart deploys (upstream `repository`) is mirrored to."""
+        prefix = self.images_target or self.target.split("/", 1)[0] + "/"
+        return (prefix.rstrip("/") + "/" + repository).lower()
+
     @model_validator(mode="after")
     def _something(self) -> MirrorEntry:
         if not (self.tags or self.tag_pattern or self.semver or self.digests):
@@ -211,11 +227,23 @@ class Defaults(_Model):
     schedule: str | float = "6h"
 
 
+class Release(_Model):
+    """The release a set was made from (`zoll mirror apply` of a release description)."""
+
+    name: str
+    version: str | None = None
+    charts: dict[str, str] = Field(default_factory=dict)
+    """Chart key → mirror entry name."""
+    images: dict[str, str] = Field(default_factory=dict)
+    """Image key → mirror entry name (images used under several keys share an entry)."""
+
+
 class MirrorSet(_Model):
     version: Literal[1] = 1
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9._-]*$")
     defaults: Defaults = Defaults()
     mirrors: list[MirrorEntry]
+    release: Release | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> MirrorSet:
@@ -244,6 +272,10 @@ class MirrorSet(_Model):
             data: Any = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise MirrorSetError(f"{where}: not valid YAML: {exc}") from exc
+        if isinstance(data, dict) and "release" in data and "mirrors" not in data:
+            from registry.mirror.release import release_to_set
+
+            data = release_to_set(data, where)
         try:
             return cls.model_validate(data), hashlib.sha256(raw).hexdigest()
         except ValidationError as exc:

@@ -26,6 +26,10 @@ COSIGN_SIMPLESIGNING: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_ENVELOPE: Final = "application/vnd.dsse.envelope.v1+json"
 IN_TOTO: Final = "application/vnd.in-toto+json"
 
+HELM_CONFIG: Final = "application/vnd.cncf.helm.config.v1+json"
+HELM_CHART: Final = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+HELM_PROVENANCE: Final = "application/vnd.cncf.helm.chart.provenance.v1.prov"
+
 IMAGE_MANIFESTS: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 IMAGE_CONFIGS: Final = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 IMAGE_LAYERS: Final = frozenset(

@@ -19,12 +19,14 @@ import asyncpg
 
 from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
+from registry.db import manifests as manifest_rows
 from registry.http.state import Registry
 from registry.logs import get_logger
-from registry.oci.digest import Digest, DigestError
+from registry.oci.digest import Digest
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.pipeline import status
-from registry.pipeline.classify import classify
+from registry.pipeline.classify import artifact_type, attachment_of, classify
+from registry.pipeline.exemptions import attachment, decide_artifact
 from registry.pipeline.jobs import (
     HANDOFF,
     NOTIFY_CHANNEL,
@@ -75,29 +77,39 @@ for _stage in STAGES:
     HANDLERS[_stage] = _stage_handler(_stage)
 
 
-def _cosign_subject(tags: list[str]) -> str | None:
-    for tag in tags:
-        head, _, _suffix = tag.partition(".")
-        if head.startswith("sha256-"):
-            try:
-                return str(Digest.parse("sha256:" + head[len("sha256-") :]))
-            except DigestError:
-                continue
-    return None
-
-
 @on_manifest_stored
 async def notice_manifest(
     registry: Registry, repository: str, manifest: Manifest, tags: list[str], external: bool
 ) -> None:
-    """Every stored manifest gets a status row; images and indexes start in quarantine and
-    enter the pipeline; a new signature or attestation sends its subject through again."""
+    """Every stored manifest gets a status row; images, indexes and charts start in
+    quarantine and enter the pipeline; a new signature or attestation sends its subject
+    through again; any other artifact is held or served by the namespace's rule."""
     rule = registry.config.namespace(repository)
     kind = classify(manifest)
     evaluated = rule.evaluate and registry.config.pipeline.enabled
-    state = "quarantined" if kind != "artifact" and evaluated else "exempt"
     digest = str(manifest.digest)
-    await status.ensure(registry.pool, repository, digest, kind, state)
+    subject = attachment_of(manifest, tags) if kind == "artifact" else None
+    if kind != "artifact":
+        await status.ensure(
+            registry.pool, repository, digest, kind, "quarantined" if evaluated else "exempt"
+        )
+    else:
+        if subject is None and not tags:  # a tag-scheme name may be known from before
+            subject = attachment_of(manifest, await _tags_of(registry, repository, digest))
+        decided = (
+            attachment(subject)
+            if subject is not None
+            else decide_artifact(rule, artifact_type(manifest), evaluated)
+        )
+        await status.ensure(
+            registry.pool,
+            repository,
+            digest,
+            kind,
+            decided.state,
+            decided.reasons,
+            decided.artifact_type,
+        )
     if not external or not evaluated:
         return
     jobs = JobQueue(registry.pool, max_attempts=registry.config.pipeline.max_attempts)
@@ -106,8 +118,7 @@ async def notice_manifest(
             "verify", f"verify:{repository}@{digest}", {"repository": repository, "digest": digest}
         )
         return
-    subject = str(manifest.subject.digest) if manifest.subject else _cosign_subject(tags)
-    if subject is None:
+    if not subject:
         return
     row = await status.get(registry.pool, repository, subject)
     if row is not None and row["kind"] != "artifact":
@@ -117,6 +128,11 @@ async def notice_manifest(
             {"repository": repository, "digest": subject},
             delay=1,
         )
+
+
+async def _tags_of(registry: Registry, repository: str, digest: str) -> list[str]:
+    image = await manifest_rows.image(registry.pool, repository, Digest.parse(digest))
+    return list(image["tags"]) if image is not None else []
 
 
 class PipelineRunner:
@@ -258,11 +274,12 @@ class PipelineRunner:
             manifest = parse_manifest(bytes(row["content"]), row["media_type"])
             await notice_manifest(self.svc.registry, row["name"], manifest, [], True)
             queued += 1
+        queued += await self._redecide_artifacts()
         fingerprints: dict[str, str] = {}
         for row in await pool.fetch(
             """SELECT r.name, s.digest, s.fingerprint, s.state FROM image_status s
                JOIN repositories r ON r.id = s.repository_id
-               WHERE s.kind IN ('image', 'index') AND s.state <> 'exempt'"""
+               WHERE s.kind IN ('image', 'index', 'chart') AND s.state <> 'exempt'"""
         ):
             rule = self.svc.config.namespace(row["name"])
             if rule.prefix not in fingerprints:
@@ -271,3 +288,23 @@ class PipelineRunner:
                 await enqueue(self.svc, "verify", row["name"], row["digest"])
                 queued += 1
         return queued
+
+    async def _redecide_artifacts(self) -> int:
+        """Artifacts that stand on their own follow today's namespace rules (a type added
+        to or removed from allow_artifact_types since they were stored)."""
+        pool = self.svc.registry.pool
+        changed = 0
+        for row in await pool.fetch(
+            """SELECT r.name, s.digest, s.state, s.reasons, s.artifact_type FROM image_status s
+               JOIN repositories r ON r.id = s.repository_id
+               WHERE s.kind = 'artifact' AND s.artifact_type IS NOT NULL"""
+        ):
+            rule = self.svc.config.namespace(row["name"])
+            evaluated = rule.evaluate and self.svc.config.pipeline.enabled
+            decided = decide_artifact(rule, row["artifact_type"], evaluated)
+            if (decided.state, decided.reasons) != (row["state"], list(row["reasons"] or [])):
+                await status.update(
+                    pool, row["name"], row["digest"], state=decided.state, reasons=decided.reasons
+                )
+                changed += 1
+        return changed

@@ -33,6 +33,7 @@ from attest.trustroot import TrustMaterial
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
 from policy.catalog import Catalog, load_catalog
+from policy.chart.analysis import CHART_ANALYZER_VERSION
 from policy.vuln import VulnStore
 from registry import __version__
 from registry.config import Config, NamespaceRule
@@ -108,11 +109,14 @@ class PipelineServices:
         )
 
     async def fingerprint(self, rule: NamespaceRule) -> str:
-        """Changes whenever the trust policy, the catalog, the vulnerability data or the
-        analyzer (a fix in how layers are read) do."""
+        """Changes whenever the trust policy, the catalog, the vulnerability data, the
+        analyzers (a fix in how layers or charts are read) or this registry's names (which
+        decide where a chart's images come from) do."""
         data = await self.vulns.fingerprint()
         parts = [
             ANALYZER_VERSION,
+            CHART_ANALYZER_VERSION,
+            ",".join(self.config.charts.names(self.config.http.public_url)),
             self.trust_policy_sha256,
             self.catalog(rule).digest,
             data.digest,

@@ -50,7 +50,7 @@ from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
-from registry.pipeline import status
+from registry.pipeline import status, supplier_sboms
 from registry.pipeline.jobs import Permanent, RetryLater
 from registry.pipeline.services import PipelineServices
 
@@ -177,6 +177,12 @@ async def _scan(
 ) -> tuple[str, dict[str, Any]]:
     pool = svc.registry.pool
     rule = svc.config.namespace(repo)
+    if row["kind"] == "chart":
+        from registry.pipeline.charts import scan_chart
+
+        outcome, detail = await scan_chart(svc, repo, digest, row)
+        await enqueue(svc, "attest", repo, digest)
+        return outcome, detail
     if row["kind"] == "index":
         children = [
             await status.get(pool, repo, c) for c in await status.children(pool, repo, digest)
@@ -199,8 +205,23 @@ async def _scan(
     report = evaluate(analysis, context, svc.catalog(rule), vulns)
     decision = decide(report, svc.admission_rule(rule))
     sbom = build_sbom(analysis, name=repo)
+    suppliers = await supplier_sboms.collect(reader, Digest.parse(digest), sbom)
     await status.update(
-        pool, repo, digest, hardening=report.to_json(), hardening_passed=decision.allowed, sbom=sbom
+        pool,
+        repo,
+        digest,
+        hardening=report.to_json(),
+        hardening_passed=decision.allowed,
+        sbom=sbom,
+        supplier_sboms=suppliers,
+        vulnerabilities=None if vulns is None else [v.to_json() for v in vulns],
+    )
+    await status.index_terms(
+        pool,
+        repo,
+        digest,
+        [p.name for p in analysis.packages],
+        [i for v in vulns or () for i in (v.id, *v.aliases)],
     )
     rebuilds = rule.rebuild != "off" and not (row["origin"] or {}).get("rebuilt_from")
     await enqueue(svc, "rebuild" if rebuilds else "attest", repo, digest)
@@ -208,6 +229,7 @@ async def _scan(
         "reason": decision.reason,
         "blocking": [r.id for r in decision.blocking],
         "packages": len(analysis.packages),
+        "supplier_sboms": len(suppliers),
         "vulnerabilities": None if vulns is None else len(vulns),
     }
 
@@ -372,7 +394,7 @@ async def _attest(
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
     statements: dict[str, dict[str, Any]] = {}
-    if row["kind"] == "image" and row["hardening"]:
+    if row["kind"] in ("image", "chart") and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
         statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
     if row["sbom"]:
@@ -505,13 +527,20 @@ async def _admit(
         outcome = (row["rebuild"] or {}).get("result", {}).get("outcome")
         if outcome != "reproduced":
             reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
-    if row["kind"] == "image" and not row["hardening"]:
-        reasons.append("image has not been checked against the hardening criteria")
-    elif row["kind"] == "image":
+    judged = row["kind"] in ("image", "chart")
+    if judged and not row["hardening"]:
+        reasons.append(f"{row['kind']} has not been checked against the hardening criteria")
+    elif judged:
         decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
         reasons.extend(
-            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}"
+            + (f" — {r.evidence[0]}" if row["kind"] == "chart" and r.evidence else "")
+            for r in decision.blocking
         )
+    if row["kind"] == "chart":
+        from registry.pipeline.charts import closure_reasons
+
+        reasons.extend(await closure_reasons(svc, repo, digest))
     if rule.require_verification and row["verification"]:
         reasons.extend(_quorum_reasons(svc, repo, row, others_passed=not reasons))
     state = "admitted" if not reasons else "quarantined"
@@ -534,6 +563,11 @@ async def _admit(
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)
+    if row["kind"] != "chart" and row["state"] != state:
+        from registry.pipeline.charts import charts_deploying
+
+        for chart_repo, chart in await charts_deploying(pool, repo, digest, row["origin"]):
+            await enqueue(svc, "admit", chart_repo, chart, delay=0.5)
     detail: dict[str, Any] = {"reasons": reasons}
     if verdict is not None:
         detail["vsa_log_index"] = verdict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -12,16 +13,32 @@ from registry.pipeline.classify import Kind
 _REPO = "(SELECT id FROM repositories WHERE name = $1)"
 
 
-async def ensure(pool: asyncpg.Pool, repository: str, digest: str, kind: Kind, state: str) -> None:
-    """Create the row for a newly stored manifest (existing rows are kept)."""
+async def ensure(
+    pool: asyncpg.Pool,
+    repository: str,
+    digest: str,
+    kind: Kind,
+    state: str,
+    reasons: list[str] | None = None,
+    artifact_type: str | None = None,
+) -> None:
+    """Create the row for a newly stored manifest. Existing rows are kept, except that an
+    artifact's rule is decided again (a tag that names its subject may come later)."""
     await pool.execute(
-        """INSERT INTO image_status (repository_id, digest, kind, state)
-           SELECT id, $2, $3, $4 FROM repositories WHERE name = $1
-           ON CONFLICT DO NOTHING""",
+        """INSERT INTO image_status (repository_id, digest, kind, state, reasons, artifact_type)
+           SELECT id, $2, $3, $4, $5, $6 FROM repositories WHERE name = $1
+           ON CONFLICT (repository_id, digest) DO UPDATE
+               SET state = EXCLUDED.state, reasons = EXCLUDED.reasons,
+                   artifact_type = EXCLUDED.artifact_type, updated_at = now()
+               WHERE image_status.kind = 'artifact' AND EXCLUDED.kind = 'artifact'
+                 AND (image_status.state, image_status.reasons, image_status.artifact_type)
+                     IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.reasons, EXCLUDED.artifact_type)""",
         repository,
         digest,
         kind,
         state,
+        reasons or [],
+        artifact_type,
     )
 
 
@@ -48,6 +65,9 @@ async def update(pool: asyncpg.Pool, repository: str, digest: str, **columns: An
         "sbom",
         "fingerprint",
         "rebuild",
+        "artifact_type",
+        "supplier_sboms",
+        "vulnerabilities",
     }
     unknown = set(columns) - allowed
     if unknown:
@@ -61,6 +81,45 @@ async def update(pool: asyncpg.Pool, repository: str, digest: str, **columns: An
         digest,
         *[columns[n] for n in names],
     )
+
+
+async def index_terms(
+    pool: asyncpg.Pool,
+    repository: str,
+    digest: str,
+    packages: Iterable[str],
+    vulnerabilities: Iterable[str],
+) -> None:
+    """Replace what the catalogue search finds the image by: package names (lower case)
+    and vulnerability ids with their aliases (upper case)."""
+    kinds, terms = [], []
+    for kind, values, norm in (
+        ("package", packages, str.lower),
+        ("vulnerability", vulnerabilities, str.upper),
+    ):
+        for value in sorted({norm(v) for v in values if v}):
+            kinds.append(kind)
+            terms.append(value)
+    async with pool.acquire() as conn, conn.transaction():
+        repo_id = await conn.fetchval("SELECT id FROM repositories WHERE name = $1", repository)
+        if repo_id is None:
+            return
+        await conn.execute(
+            "DELETE FROM image_search_terms WHERE repository_id = $1 AND digest = $2",
+            repo_id,
+            digest,
+        )
+        await conn.execute(
+            """INSERT INTO image_search_terms (kind, term, repository_id, digest)
+               SELECT k, t, $3, $4 FROM unnest($1::text[], $2::text[]) AS x(k, t)
+               WHERE EXISTS (SELECT 1 FROM image_status
+                             WHERE repository_id = $3 AND digest = $4)
+               ON CONFLICT DO NOTHING""",
+            kinds,
+            terms,
+            repo_id,
+            digest,
+        )
 
 
 async def event(
@@ -131,7 +190,7 @@ async def stale(
     rows = await pool.fetch(
         """SELECT r.name, s.digest FROM image_status s
            JOIN repositories r ON r.id = s.repository_id
-           WHERE s.kind IN ('image', 'index') AND starts_with(r.name, $1)
+           WHERE s.kind IN ('image', 'index', 'chart') AND starts_with(r.name, $1)
              AND s.fingerprint IS DISTINCT FROM $2
            ORDER BY s.updated_at LIMIT $3""",
         prefix,

@@ -54,3 +54,17 @@ def test_opendesk_mirror_set_covers_the_suite_with_pinned_tags() -> None:
         assert entry.pinned() and all(entry.pinned().values()), entry.name
     sources = {m.source for m in mirror_set.mirrors}
     assert any("nextcloud" in s for s in sources) and any("collabora" in s for s in sources)
+
+
+def test_opendesk_release_description_becomes_one_mirror_set() -> None:
+    from registry.mirror.sets import MirrorSet
+
+    mirror_set, _ = MirrorSet.load(DEPLOY / "examples" / "opendesk-release.yaml")
+    assert mirror_set.name == "opendesk" and mirror_set.release is not None
+    assert mirror_set.release.version == "1.17.0"
+    keys = mirror_set.release.images
+    assert len(keys) >= 100 and keys["clamd"] == keys["freshclam"]  # one image, two keys
+    assert len(mirror_set.mirrors) == len(set(keys.values()))
+    for entry in mirror_set.mirrors:
+        assert entry.target.startswith("opendesk/")
+        assert entry.pinned() and all(entry.pinned().values()), entry.name

@@ -170,7 +170,15 @@ def _apply_through(client: ServiceClient, args: argparse.Namespace) -> int:
             bars.update(task, completed=report["done"], total=report["done"] + report["pending"])
             if report["finished"]:
                 break
-    return _report(name, report["images"], report["failed"], time.monotonic() - started, args.json)
+    return _report(
+        name,
+        report["images"],
+        report["failed"],
+        time.monotonic() - started,
+        args.json,
+        charts=report.get("charts") or [],
+        release=report.get("release"),
+    )
 
 
 def _applied(name: str, entries: list[str], as_json: bool) -> None:
@@ -379,7 +387,10 @@ async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
             bars.update(task, completed=done, total=done + pending)
     images = await progress.set_images(pool, set_name)
     failed = await progress.failures_since(pool, since)
-    return _report(set_name, images, failed, time.monotonic() - started, as_json)
+    charts = await progress.set_charts(pool, set_name)
+    release = await progress.set_release(pool, set_name)
+    elapsed = time.monotonic() - started
+    return _report(set_name, images, failed, elapsed, as_json, charts=charts, release=release)
 
 
 def _report(
@@ -388,11 +399,45 @@ def _report(
     failed: list[dict[str, Any]],
     elapsed: float,
     as_json: bool,
+    *,
+    charts: list[dict[str, Any]] | None = None,
+    release: dict[str, Any] | None = None,
 ) -> int:
-    """What the service decided for each image of the set; 1 if a mirror job failed."""
+    """What the service decided for each chart and image of the set; 1 if a mirror job
+    failed. A release gets its name, version and one line per chart first."""
+    charts = charts or []
     if as_json:
-        emit_json({"seconds": round(elapsed, 2), "images": images, "failed": failed})
+        emit_json(
+            {
+                "seconds": round(elapsed, 2),
+                "release": release,
+                "charts": charts,
+                "images": images,
+                "failed": failed,
+            },
+        )
         return 1 if failed else 0
+    if release is not None:
+        admitted = sum(1 for c in charts if c["state"] == "admitted")
+        console.print(
+            f"release [bold]{release['name']}[/] {release.get('version') or ''}: "
+            f"{admitted}/{len(charts)} charts and "
+            f"{sum(1 for i in images if i['state'] == 'admitted')}/{len(images)} images admitted"
+        )
+    if charts:
+        shown = table("chart", "digest", "state", "images admitted", "held back by",
+                      title=f"charts of {set_name}")  # fmt: skip
+        for c in charts:
+            ok = sum(1 for i in c["images"] if i["state"] == "admitted")
+            colour = "green" if c["state"] == "admitted" else "yellow"
+            shown.add_row(
+                c["repository"],
+                c["digest"][:19],
+                f"[{colour}]{c['state']}[/]",
+                f"{ok}/{len(c['images'])}",
+                "; ".join((c["reasons"] or [])[:2]),
+            )
+        console.print(shown)
     shown = table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
     for r in images:
         colour = "green" if r["state"] == "admitted" else "yellow"
