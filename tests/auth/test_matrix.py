@@ -294,6 +294,11 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
         PULL,
     ),
     (
+        "GET /api/v1/images/{name}@{digest}/sbom/supplier",
+        simple("GET", "/api/v1/images/{repo}@{digest}/sbom/supplier"),
+        PULL,
+    ),
+    (
         "GET /api/v1/images/{name}@{digest}/verification",
         simple("GET", "/api/v1/images/{repo}@{digest}/verification"),
         UNKNOWN,
