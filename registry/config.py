@@ -87,6 +87,22 @@ class StorageConfig(_Section):
     buffer_wait: float = Field(
         30.0, gt=0, description="seconds an upload waits for buffer memory before a 503"
     )
+    timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a storage call may take (a read: until its first byte) before "
+        "the request gets a 503; longer than sending one S3 part takes",
+    )
+    idle_timeout: float = Field(
+        30.0, gt=0, description="seconds a blob read may wait for its next chunk"
+    )
+    probe_timeout: float = Field(2.0, gt=0, description="seconds /readyz waits for storage")
+    stall_cooldown: float = Field(
+        5.0,
+        ge=0,
+        description="seconds requests fail at once after a storage call missed its deadline, "
+        "before the store is tried again",
+    )
 
 
 class UploadConfig(_Section):
