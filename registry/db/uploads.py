@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from registry.db import repositories
+from registry.processes import dead_holders, process_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +42,13 @@ async def create(
 ) -> None:
     """New sessions in repository `name` (created if new); with `lease_seconds`, already
     leased to the caller (monolithic uploads that finish them in the same call)."""
-    statement = """INSERT INTO upload_sessions (id, repository_id, driver_state, busy_until)
-                   SELECT s, r.id, $3, now() + make_interval(secs => $4)
+    statement = """INSERT INTO upload_sessions
+                       (id, repository_id, driver_state, busy_until, busy_by)
+                   SELECT s, r.id, $3, now() + make_interval(secs => $4),
+                          CASE WHEN $4::float8 IS NULL THEN NULL ELSE $5 END
                    FROM repositories r, unnest($1::uuid[]) AS s WHERE r.name = $2
                    RETURNING 1"""
-    args = (list(session_ids), name, driver_state, lease_seconds)
+    args = (list(session_ids), name, driver_state, lease_seconds, process_id())
     if await pool.fetchval(statement, *args) is not None:
         return  # one round trip when the repository exists
     async with pool.acquire() as conn, conn.transaction():
@@ -81,7 +84,8 @@ async def lease(
 ) -> Session | None:
     """Take the session for one request; None if unknown, SessionBusy if leased."""
     row = await pool.fetchrow(
-        """UPDATE upload_sessions s SET busy_until = now() + make_interval(secs => $3)
+        """UPDATE upload_sessions s SET busy_until = now() + make_interval(secs => $3),
+                                         busy_by = $4
             FROM repositories r
             WHERE s.id = $1 AND r.id = s.repository_id AND r.name = $2
               AND (s.busy_until IS NULL OR s.busy_until < now())
@@ -89,6 +93,7 @@ async def lease(
         session_id,
         name,
         seconds,
+        process_id(),
     )
     if row is not None:
         return _session(row)
@@ -116,7 +121,7 @@ async def save(
     """Record progress and release the lease."""
     await pool.execute(
         """UPDATE upload_sessions SET size = $2, hash_state = $3, driver_state = $4,
-               busy_until = NULL, updated_at = now() WHERE id = $1""",
+               busy_until = NULL, busy_by = NULL, updated_at = now() WHERE id = $1""",
         session_id,
         size,
         hash_state,
@@ -125,7 +130,26 @@ async def save(
 
 
 async def release(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:
-    await pool.execute("UPDATE upload_sessions SET busy_until = NULL WHERE id = $1", session_id)
+    await pool.execute(
+        "UPDATE upload_sessions SET busy_until = NULL, busy_by = NULL WHERE id = $1", session_id
+    )
+
+
+async def release_orphans(pool: asyncpg.Pool, host: str) -> int:
+    """Leases held by processes of `host` that no longer run (a killed worker, a crashed
+    service) end now: the client's retry resumes at once instead of 409 until expiry."""
+    holders = await pool.fetch(
+        "SELECT DISTINCT busy_by FROM upload_sessions WHERE starts_with(busy_by, $1)", f"{host}:"
+    )
+    dead = dead_holders([r["busy_by"] for r in holders], host)
+    if not dead:
+        return 0
+    status = await pool.execute(
+        """UPDATE upload_sessions SET busy_until = NULL, busy_by = NULL
+           WHERE busy_by = ANY($1::text[])""",
+        dead,
+    )
+    return int(status.split()[-1])
 
 
 async def delete(pool: asyncpg.Pool, session_id: uuid.UUID) -> None:

@@ -144,6 +144,14 @@ class EmbeddedSeaweed:
         self.stop()
         raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def restart(self) -> None:
+        """Start again after the server died, on the same ports."""
+        self.stop()
+        self.start()
+
     def stop(self, grace: float = 5) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds: SeaweedFS's own graceful stop waits
         on gRPC drains for longer than that, and acknowledged writes are already on disk."""

@@ -1,4 +1,5 @@
-"""Operations endpoints: liveness, readiness (database + storage), Prometheus metrics."""
+"""Operations endpoints: liveness, readiness (database, storage, and under `zoll serve` its
+workers and embedded backends), Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from registry import supervision
 from registry.http.access import PUBLIC, registry_wide, requires
 from registry.http.state import Registry, registry_of
 
@@ -35,6 +37,9 @@ async def readyz(request: web.Request) -> web.Response:
     reg = registry_of(request)
     database, storage = await asyncio.gather(_database(reg), reg.driver.probe())
     checks = {"database": database, "storage": storage}
+    supervisor = supervision.of_parent(reg.config.data_dir)
+    if supervisor is not None:  # under `zoll serve`: its workers and embedded backends
+        checks.update(supervisor.checks())
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
