@@ -35,6 +35,7 @@ from registry.gc import collect
 from registry.http.app import build_app
 from registry.logs import get_logger
 from registry.memory import tune_malloc
+from registry.processes import die_with_parent
 from registry.service import close_registry, open_registry
 
 log = get_logger("zoll.server")
@@ -318,6 +319,7 @@ class WorkerPool:
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler is not ours
+                die_with_parent()
                 os.close(self._read_fd)
                 sock = _listen_socket(self.config.http.host, self.port)
                 sock.listen(1024)

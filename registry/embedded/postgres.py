@@ -36,7 +36,10 @@ class EmbeddedPostgres:
         `connections` clients; raising the limit restarts the server once."""
         self._connections = connections
         self.folder.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(self.folder)
+        if _forget_dead_handles(self.folder) and self.running():
+            # pg_ctl daemonises the server, so it outlives a crashed `zoll serve`; with
+            # its holders gone it is adopted here and stopped with this run.
+            log.warning("adopting the embedded postgres a crashed run left running")
         admin = self._start_server()
         if asyncio.run(_allow_connections(admin, connections)):
             if self._sole_holder():
