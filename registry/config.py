@@ -35,6 +35,22 @@ class HTTPConfig(_Section):
     )
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     shutdown_timeout: float = Field(10.0, ge=0)
+    header_timeout: float = Field(
+        20.0, gt=0, description="seconds a client has to send a request's headers"
+    )
+    idle_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a client may send nothing while its body is awaited, or take "
+        "nothing of a response; slow transfers that progress are never cut",
+    )
+    keepalive_timeout: float = Field(
+        60.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
+    max_connections_per_address: int = Field(
+        256, ge=1, description="open connections per client address and worker process"
+    )
+    max_connections: int = Field(10000, ge=1, description="open connections per worker process")
 
 
 PIPELINE_CONNECTIONS_PER_JOB = 4

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import select
 import signal
 import socket
@@ -33,6 +34,7 @@ from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.gc import collect
 from registry.http.app import build_app
+from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
 from registry.processes import die_with_parent
@@ -195,9 +197,14 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     registry = await open_registry(config, run_migrations=False)
     services = await PipelineServices.open(registry)
     app = build_app(registry, services)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.http.shutdown_timeout)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.http.shutdown_timeout,
+        keepalive_timeout=config.http.keepalive_timeout,
+    )
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = GuardedSite(runner, sock, config.http)
     await site.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -214,14 +221,24 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     try:
         await stopping.wait()
     finally:
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        for task in (background,):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if pipeline is not None:
             await pipeline.stop()
         await runner.cleanup()
         await services.aclose()
         await close_registry(registry)
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: take all the kernel allows this process
+    (the soft limit is often 1024), so connection limits, not the fd table, decide."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -235,6 +252,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _run_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     tune_malloc()
+    _raise_file_limit()
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:
