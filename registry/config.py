@@ -122,8 +122,20 @@ class StorageConfig(_Section):
 
 
 class UploadConfig(_Section):
-    session_expiry: float = Field(24 * 3600, ge=60, description="seconds of inactivity")
+    session_expiry: float = Field(3600, ge=60, description="seconds of inactivity")
+    empty_session_expiry: float = Field(
+        600, ge=60, description="seconds a session that never received a byte is kept"
+    )
+    expire_interval: float = Field(
+        60, ge=1, description="how often each worker looks for expired sessions"
+    )
     lease_seconds: float = Field(60, ge=5, description="how long a request owns a session")
+    max_sessions_per_principal: int = Field(
+        200, ge=1, description="open upload sessions one user or robot may have (429 beyond)"
+    )
+    max_sessions_per_repository: int = Field(
+        1000, ge=1, description="open upload sessions per repository (429 beyond)"
+    )
 
 
 class GCConfig(_Section):
@@ -204,6 +216,13 @@ class PullThroughRule(_Section):
         description="seconds a cached tag is served before the upstream is asked (HEAD) "
         "whether it moved; 0: on every pull. An unreachable upstream serves the cached tag",
     )
+
+
+class QuotaRule(_Section):
+    """How many bytes each user or robot may push into repositories under `prefix`."""
+
+    prefix: str = Field(..., description='repository name prefix, e.g. "team-a/"; "" = all')
+    bytes_per_principal: int = Field(..., ge=0, description="blob bytes each principal may push")
 
 
 class PipelineConfig(_Section):
@@ -287,6 +306,9 @@ class Config(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     namespaces: list[NamespaceRule] = Field(default_factory=list)
     pull_through: list[PullThroughRule] = Field(default_factory=list)
+    quotas: list[QuotaRule] = Field(
+        default_factory=list, description="per-principal storage quotas per namespace"
+    )
     auth: AuthConfig = AuthConfig()
     delete_enabled: bool = True
 
@@ -297,6 +319,9 @@ class Config(_Section):
         prefixes = [rule.prefix for rule in self.namespaces]
         if len(set(prefixes)) != len(prefixes):
             raise ValueError("namespaces: each prefix may appear once")
+        quota_prefixes = [rule.prefix for rule in self.quotas]
+        if len(set(quota_prefixes)) != len(quota_prefixes):
+            raise ValueError("quotas: each prefix may appear once")
         s3 = self.storage.s3
         if s3.endpoint and bool(s3.access_key) != bool(s3.secret_key):
             raise ValueError("storage.s3.access_key and secret_key must be set together")
@@ -330,6 +355,11 @@ class Config(_Section):
             if repository.startswith(rule.prefix) and len(repository) > len(rule.prefix):
                 return rule
         return None
+
+    def quota(self, repository: str) -> QuotaRule | None:
+        """The quota rule with the longest prefix matching `repository`, if any."""
+        matching = [q for q in self.quotas if repository.startswith(q.prefix)]
+        return max(matching, key=lambda q: len(q.prefix), default=None)
 
     def namespace(self, repository: str) -> NamespaceRule:
         """The rule with the longest prefix matching `repository` (default: evaluate, no

@@ -37,6 +37,7 @@ from registry.http.app import build_app
 from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
+from registry.metrics import UPLOADS_EXPIRED
 from registry.processes import die_with_parent
 from registry.service import close_registry, open_registry
 
@@ -190,6 +191,24 @@ async def _background(registry_config: Config, registry: Any, stopping: asyncio.
             log.exception("gc failed")
 
 
+async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
+    """Idle upload sessions go within a minute of their expiry, not at the next GC."""
+    interval = registry.config.uploads.expire_interval
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
+        if stopping.is_set():
+            return
+        try:
+            expired = await registry.uploads.expire()
+        except Exception:  # the database may be away: next round
+            log.exception("upload expiry failed")
+            continue
+        if expired:
+            UPLOADS_EXPIRED.inc(expired)
+            log.info("upload sessions expired", count=expired)
+
+
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One HTTP worker: its own pool and driver, serving on the shared socket."""
     from registry.pipeline.services import PipelineServices
@@ -211,6 +230,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     background = asyncio.create_task(_background(config, registry, stopping))
+    expiry = asyncio.create_task(_expire_uploads(registry, stopping))
     pipeline = None
     if config.pipeline.enabled:
         from registry.pipeline.runner import PipelineRunner
@@ -221,7 +241,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     try:
         await stopping.wait()
     finally:
-        for task in (background,):
+        for task in (background, expiry):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

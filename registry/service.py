@@ -59,7 +59,7 @@ async def open_registry(config: Config, *, run_migrations: bool = True) -> Regis
     except BaseException:
         await pool.close()
         raise
-    uploads = UploadService(pool, driver, budget, config.uploads)
+    uploads = UploadService(pool, driver, budget, config.uploads, settings=config)
     return Registry(config, pool, driver, budget, uploads, auth)
 
 

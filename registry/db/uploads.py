@@ -32,6 +32,10 @@ class SessionBusy(Exception):
     """Another request is working on this upload right now."""
 
 
+class TooManySessions(Exception):
+    """Opening a session would exceed a cap; the message says which."""
+
+
 async def create(
     pool: asyncpg.Pool,
     name: str,
@@ -54,6 +58,43 @@ async def create(
     async with pool.acquire() as conn, conn.transaction():
         await repositories.ensure(conn, name)
         await conn.execute(statement, *args)
+
+
+async def open_capped(
+    pool: asyncpg.Pool,
+    name: str,
+    session_id: uuid.UUID,
+    principal: str | None,
+    per_principal: int,
+    per_repository: int,
+) -> None:
+    """A new session opened by `principal` (a client's POST), unless the principal or
+    the repository already has as many open as allowed: TooManySessions. One statement;
+    concurrent opens can overshoot a cap by at most as many as run at once."""
+    statement = """INSERT INTO upload_sessions (id, repository_id, principal)
+                   SELECT $1, r.id, $3 FROM repositories r
+                   WHERE r.name = $2
+                     AND (SELECT count(*) FROM upload_sessions
+                           WHERE repository_id = r.id) < $5
+                     AND ($3::text IS NULL OR (SELECT count(*) FROM upload_sessions
+                                                WHERE principal = $3) < $4)
+                   RETURNING 1"""
+    args = (session_id, name, principal, per_principal, per_repository)
+    if await pool.fetchval(statement, *args) is not None:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        if await repositories.ensure(conn, name) and await conn.fetchval(statement, *args):
+            return
+    if principal is not None and await pool.fetchval(
+        "SELECT count(*) >= $2 FROM upload_sessions WHERE principal = $1", principal, per_principal
+    ):
+        raise TooManySessions(
+            f"{principal!r} has {per_principal} open upload sessions, the most allowed: "
+            "finish or cancel some (idle ones expire)"
+        )
+    raise TooManySessions(
+        f"repository {name!r} has {per_repository} open upload sessions, the most allowed"
+    )
 
 
 def _session(row: asyncpg.Record) -> Session:
@@ -160,17 +201,22 @@ async def delete_many(pool: asyncpg.Pool, session_ids: Sequence[uuid.UUID]) -> N
     await pool.execute("DELETE FROM upload_sessions WHERE id = ANY($1::uuid[])", list(session_ids))
 
 
-async def expired(pool: asyncpg.Pool, idle_seconds: float, limit: int = 500) -> list[Session]:
-    """Sessions idle for longer than `idle_seconds` and not currently leased."""
+async def expired(
+    pool: asyncpg.Pool, idle_seconds: float, empty_seconds: float, limit: int = 500
+) -> list[Session]:
+    """Sessions idle for longer than `idle_seconds` (`empty_seconds` if they never
+    received a byte) and not currently leased."""
     rows = await pool.fetch(
         """SELECT s.id, r.name, s.algorithm, s.size, s.hash_state, s.driver_state
             FROM upload_sessions s
             JOIN repositories r ON r.id = s.repository_id
-            WHERE s.updated_at < now() - make_interval(secs => $1)
+            WHERE s.updated_at < now() - make_interval(secs => CASE WHEN s.size = 0
+                      THEN least($1::float8, $3::float8) ELSE $1::float8 END)
               AND (s.busy_until IS NULL OR s.busy_until < now())
             ORDER BY s.updated_at LIMIT $2""",
         idle_seconds,
         limit,
+        empty_seconds,
     )
     return [_session(r) for r in rows]
 
