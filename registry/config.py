@@ -287,6 +287,12 @@ class AuthConfig(_Section):
     )
     public_metrics: bool = Field(False, description="serve /metrics without credentials")
     limits: RateLimitConfig = RateLimitConfig()
+    denial_window: float = Field(
+        60.0, gt=0, description="seconds over which repeated refusals become one audit event"
+    )
+    denial_events: int = Field(
+        100, ge=1, description="refusal events per window and worker before they are only counted"
+    )
 
 
 class LogConfig(_Section):
