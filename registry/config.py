@@ -225,6 +225,29 @@ class QuotaRule(_Section):
     bytes_per_principal: int = Field(..., ge=0, description="blob bytes each principal may push")
 
 
+class AnalysisConfig(_Section):
+    """What analysing one image may cost, and one pusher's images per hour (a layer that
+    expands 840-fold within the other limits must not cost the pipeline minutes)."""
+
+    max_seconds: float = Field(300.0, gt=0, description="wall-clock seconds per image")
+    max_expanded_bytes: int = Field(
+        16 * 1024**3, ge=1, description="decompressed layer bytes per image"
+    )
+    max_ratio: int = Field(
+        100, ge=2, description="decompressed / compressed bytes of a layer past ratio_floor"
+    )
+    ratio_floor: int = Field(
+        256 * 1024**2, ge=0, description="bytes a layer may expand to before max_ratio counts"
+    )
+    max_entries: int = Field(1_000_000, ge=1, description="tar entries per image")
+    pusher_seconds_per_hour: float = Field(
+        3600.0, gt=0, description="analysis seconds the images of one pusher may take per hour"
+    )
+    pusher_expanded_bytes_per_hour: int = Field(
+        64 * 1024**3, ge=1, description="decompressed bytes of one pusher's images per hour"
+    )
+
+
 class PipelineConfig(_Section):
     enabled: bool = True
     concurrency: int = Field(2, ge=1, le=64, description="pipeline jobs per worker process")
@@ -234,6 +257,7 @@ class PipelineConfig(_Section):
     reevaluate_interval: float = Field(
         3600, ge=1, description="how often to look for changed policies or vulnerability data"
     )
+    analysis: AnalysisConfig = AnalysisConfig()
     synchronous_commit: bool = Field(
         False,
         description="true: pipeline jobs wait for every commit to reach the disk, as pushes "
