@@ -220,6 +220,11 @@ class GuardedDriver:
                     chunk = await self.call("read", anext(chunks), seconds=timeout)
                 except StopAsyncIteration:
                     return
+                except (StorageError, OSError):
+                    raise
+                except Exception as exc:  # a client library's own error mid-stream
+                    self.health.failed(f"read: {exc!r}")
+                    raise StorageError(f"reading {key} failed: {exc!r}") from exc
                 timeout = self.config.idle_timeout
                 yield chunk
         finally:

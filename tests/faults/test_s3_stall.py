@@ -108,11 +108,15 @@ async def test_a_stalled_store_fails_requests_quickly_and_recovers(
     await audit_verifies(live.config.database.dsn or "")
 
 
+@pytest.mark.parametrize("fault", ["pause", "kill"])
 async def test_a_pull_cut_by_a_stall_ends_the_connection(
-    zoll_on_stalling_s3: LiveRegistry, s3_fault: FaultySeaweed, http: aiohttp.ClientSession
+    zoll_on_stalling_s3: LiveRegistry,
+    s3_fault: FaultySeaweed,
+    http: aiohttp.ClientSession,
+    fault: str,
 ) -> None:
-    """Headers and the first bytes are out when the store stalls: the client must see a
-    short body quickly (and retry), never a hang or a body that looks complete."""
+    """Headers and the first bytes are out when the store stalls (or dies): the client
+    must see a short body quickly (and retry), never a hang or a body that looks complete."""
     live = zoll_on_stalling_s3
     blob = os.urandom(48 * MiB)
     assert (await _push(http, live, blob)).status == 201
@@ -126,13 +130,19 @@ async def test_a_pull_cut_by_a_stall_ends_the_connection(
                     assert r.status == 200
                     async for chunk in r.content.iter_chunked(256 * 1024):
                         if received == 0:
-                            s3_fault.pause()
+                            if fault == "pause":
+                                s3_fault.pause()
+                            else:
+                                await asyncio.to_thread(s3_fault.kill)
                             started = time.monotonic()
                         received += len(chunk)
         assert received < len(blob)
         assert time.monotonic() - started < TIMEOUT + 15
     finally:
-        s3_fault.resume()
+        if fault == "pause":
+            s3_fault.resume()
+        else:
+            await asyncio.to_thread(s3_fault.restart)
     await readyz_within(http, live.url, ready=True, seconds=10)
     assert await _pull(http, live, blob) == blob
 

@@ -21,6 +21,7 @@ import pytest
 
 from registry.embedded.postgres import postmaster_pid, running_dsn
 from tests.faults.conftest import audit_verifies, readyz_within
+from tests.support.oci import Image, push_image
 from tests.support.served import Served
 
 pytestmark = pytest.mark.slow
@@ -167,28 +168,70 @@ async def test_killing_every_worker_keeps_the_backends_and_the_data(
 async def test_a_killed_embedded_postgres_is_restarted(
     served: Served, http: aiohttp.ClientSession
 ) -> None:
+    """Killed mid-push and mid-pipeline: the push in flight fails clearly (or was
+    acknowledged and stays), the pipeline finishes its image after the restart."""
     kept = os.urandom(200_000)
     assert await _push(http, served, kept) == 201
+    image = Image.random(layers=1)
+    digest = await push_image(http, _url(served), "faults/pipeline", image, "1")
     folder = _data_dir(served) / "postgres"
     old = postmaster_pid(folder)
     assert old is not None
-    os.kill(old, signal.SIGKILL)
+    in_flight = os.urandom(4 * MiB)
+    killed = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for offset in range(0, len(in_flight), MiB):
+            yield in_flight[offset : offset + MiB]
+            if offset == MiB:
+                os.kill(old, signal.SIGKILL)  # mid-push, mid-pipeline
+                killed.set()
+            await asyncio.sleep(0.3)
+
+    in_flight_digest = "sha256:" + hashlib.sha256(in_flight).hexdigest()
+    async with (
+        asyncio.timeout(60),
+        http.post(
+            f"{_url(served)}/v2/faults/serve/blobs/uploads/",
+            params={"digest": in_flight_digest},
+            data=slowly(),
+        ) as r,
+    ):
+        pushed = r.status
+        if pushed == 503:
+            assert r.headers["Retry-After"]
+            assert (await r.json())["errors"][0]["code"] == "UNAVAILABLE"
+    assert killed.is_set() and pushed in (201, 503)
 
     _, body = await readyz_within(http, _url(served), ready=False, seconds=5)
-    checks = body["checks"]
-    assert str(checks["database"]).startswith("failed")  # type: ignore[index]
-    async with http.get(f"{_url(served)}/v2/faults/serve/blobs/sha256:{'0' * 64}") as r:
-        assert r.status in (503, 404)  # 503 while down; 404 if it is back already
-        if r.status == 503:
-            assert r.headers["Retry-After"]
-
+    assert "failed" in str(body["checks"])
     await readyz_within(http, _url(served), ready=True, seconds=60)
     assert postmaster_pid(folder) not in (None, old)
     assert await _pulled(http, served, kept), "an acknowledged push survives"
-    fresh = os.urandom(50_000)
-    assert await _push(http, served, fresh) == 201
+    if pushed == 201:
+        assert await _pulled(http, served, in_flight)
+    assert await _push(http, served, in_flight) == 201  # the client's retry
     dsn = running_dsn(folder)
     assert dsn is not None
+
+    conn = await asyncpg.connect(dsn)
+    try:
+
+        async def pipeline_done() -> bool:
+            busy = await conn.fetchval(
+                """SELECT count(*) FROM jobs WHERE payload->>'digest' = $1
+                   AND state IN ('queued', 'running')""",
+                digest,
+            )
+            admitted = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE payload->>'digest' = $1 AND kind = 'admit'",
+                digest,
+            )
+            return busy == 0 and admitted > 0
+
+        await _until(pipeline_done, 90)
+    finally:
+        await conn.close()
     await audit_verifies(dsn)
 
 

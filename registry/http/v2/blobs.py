@@ -11,7 +11,6 @@ from registry.http.state import registry_of
 from registry.http.v2.common import byte_range, head_response, parse_digest, repo_name
 from registry.logs import get_logger
 from registry.oci.errors import ErrorCode, RegistryError
-from registry.storage.base import StorageError
 
 log = get_logger("zoll.http")
 
@@ -80,12 +79,12 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         await resp.write(first)
         async for chunk in chunks:
             await resp.write(chunk)
-    except StorageError as exc:
+    except Exception as exc:
         if not resp.prepared:
             raise
         # Headers are out: cut the connection, so the client sees a short body (and
         # retries) instead of a hang or a body that looks complete.
-        log.error("blob read failed mid-body", digest=str(digest), error=str(exc))
+        log.error("blob read failed mid-body", digest=str(digest), error=repr(exc))
         if request.transport is not None:
             request.transport.abort()
         return resp
