@@ -8,7 +8,8 @@ request body or a client that reads nothing forever. Each worker therefore serve
 - are closed when the client sends nothing for `http.idle_timeout` while the handler
   waits for its body, or takes no byte of the response for as long. The clock runs only
   while the server waits for the client, so a slow but progressing blob transfer is never
-  cut, however long it takes;
+  cut, however long it takes (progress of a response counts the bytes the kernel still
+  holds for the client, so a slow reader's every read is seen);
 - number at most `http.max_connections_per_address` per client address and
   `http.max_connections` in all, per worker process: beyond, a new connection gets a 429
   or 503 and is closed at once, so one host cannot take every file descriptor.
@@ -21,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
+import struct
+import termios
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +89,7 @@ class GuardedRequestHandler(RequestHandler):
         self._header_since: float | None = None
         self._idle_since = 0.0
         self._buffered = 0
+        self._queued = (0, 0)
         self._ticker: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,9 +152,11 @@ class GuardedRequestHandler(RequestHandler):
             self._cut("header_timeout")
             return
         buffered = transport.get_write_buffer_size()
-        if buffered != self._buffered:  # the client took bytes (or more were queued)
-            self._buffered = buffered
+        queued = (buffered, _kernel_unsent(transport))
+        if queued != self._queued:  # the client took bytes (or more were queued)
+            self._queued = queued
             self._idle_since = now
+        self._buffered = buffered
         if not self._waiting_for_client():
             self._idle_since = now  # the clock runs only while the client is awaited
         elif now - self._idle_since >= config.idle_timeout:
@@ -161,6 +168,18 @@ class GuardedRequestHandler(RequestHandler):
         CONNECTIONS_CLOSED.labels(reason).inc()
         log.info("connection closed", reason=reason, remote=self._address)
         self.force_close()
+
+
+def _kernel_unsent(transport: asyncio.BaseTransport) -> int:
+    """Bytes the kernel still holds for the client (sent but not acknowledged, or not
+    sent): it changes as soon as the client reads, while the transport's own buffer only
+    moves when the kernel's has a third free, which a slow reader may take long to free."""
+    sock = transport.get_extra_info("socket")
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 class GuardedSite(web.SockSite):
