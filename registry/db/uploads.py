@@ -210,8 +210,8 @@ async def expired(
         """SELECT s.id, r.name, s.algorithm, s.size, s.hash_state, s.driver_state
             FROM upload_sessions s
             JOIN repositories r ON r.id = s.repository_id
-            WHERE s.updated_at < now() - make_interval(secs => CASE WHEN s.size = 0
-                      THEN least($1::float8, $3::float8) ELSE $1::float8 END)
+            WHERE s.updated_at < now() - make_interval(secs => least($1::float8, $3::float8))
+              AND (s.size = 0 OR s.updated_at < now() - make_interval(secs => $1::float8))
               AND (s.busy_until IS NULL OR s.busy_until < now())
             ORDER BY s.updated_at LIMIT $2""",
         idle_seconds,

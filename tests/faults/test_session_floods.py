@@ -95,9 +95,15 @@ async def test_idle_sessions_expire_soon(capped: LiveRegistry) -> None:
     await people.user("idler", ("flood", "pusher"))
     async with people.session("idler") as idler:
         assert (await _open(idler, capped, "flood/idle")).status == 202
+        started = await _open(idler, capped, "flood/idle")
+        async with idler.patch(capped.url + started.headers["Location"], data=b"data") as r:
+            assert r.status == 202
         pool = capped.registry.pool
         await pool.execute("UPDATE upload_sessions SET updated_at = now() - interval '61 seconds'")
-        assert await capped.registry.uploads.expire() >= 1  # empty: after 60 s, not 24 h
+        assert await capped.registry.uploads.expire() == 1  # the empty one: after 60 s
+        assert await pool.fetchval("SELECT count(*) FROM upload_sessions") == 1
+        await pool.execute("UPDATE upload_sessions SET updated_at = now() - interval '121 seconds'")
+        assert await capped.registry.uploads.expire() == 1  # with data: after 120 s
         assert await pool.fetchval("SELECT count(*) FROM upload_sessions") == 0
 
 
