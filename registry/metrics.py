@@ -25,3 +25,8 @@ UPLOADS_EXPIRED = Counter("zoll_uploads_expired_total", "Upload sessions expired
 BUDGET_BYTES = Gauge(
     "zoll_upload_buffer_bytes", "Upload bytes held in memory", multiprocess_mode="livesum"
 )
+CONNECTIONS_CLOSED = Counter(
+    "zoll_http_connections_closed_total",
+    "Connections refused or cut: header_timeout, idle_timeout, per_address, max_connections",
+    ["reason"],
+)

@@ -122,6 +122,7 @@ async def token_get(request: web.Request) -> web.StreamResponse:
             {"WWW-Authenticate": f'Basic realm="{service.config.service}"'},
         )
     except RateLimited as exc:
+        await service.denials.refused("rate_limited", "login", detail={"path": "/token"})
         return _oci_error(429, "TOOMANYREQUESTS", exc.what, {"Retry-After": str(exc.retry_after)})
     token, expires_in, issued_at, _ = await _issue(service, caller, scopes)
     return _json(
@@ -180,6 +181,7 @@ async def token_post(request: web.Request) -> web.StreamResponse:
     except LoginFailed:
         return _oauth_error(400, "invalid_grant", "invalid credentials")
     except RateLimited as exc:
+        await service.denials.refused("rate_limited", "login", detail={"path": "/token"})
         return _oauth_error(429, "slow_down", exc.what, {"Retry-After": str(exc.retry_after)})
     caller = Caller(principal, await service.effective_grants(principal), "basic")
     token, expires_in, issued_at, granted = await _issue(service, caller, scopes)

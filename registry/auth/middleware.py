@@ -169,6 +169,24 @@ def _optional_mount(
     return request.clone(rel_url=request.rel_url.with_query(query)), rest
 
 
+async def _audit(
+    service: AuthService,
+    request: web.Request,
+    reason: str,
+    wanted: Access | str,
+    message: str | None = None,
+) -> None:
+    """Leave the refusal in the audit log (grouped and bounded: registry/auth/denials.py)."""
+    detail: dict[str, object] = {"method": request.method, "path": request.path[:200]}
+    if message:
+        detail["message"] = message[:200]
+    repository = None
+    if isinstance(wanted, Access):
+        repository = wanted.name if wanted.type == "repository" else None
+        wanted = f"{wanted.type}:{wanted.name}:{wanted.action}"
+    await service.denials.refused(reason, wanted, repository=repository, detail=detail)
+
+
 @web.middleware
 async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Keep-alive requests share one task (and its context): rebind on every request.
@@ -203,10 +221,18 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     except LoginFailed:
         return _unauthorized(service, request, "invalid credentials")
     except BadAuthorization as exc:
+        await _audit(
+            service,
+            request,
+            "invalid_token" if exc.token else "bad_authorization",
+            "credentials",
+            exc.reason,
+        )
         return _unauthorized(
             service, request, exc.reason, error="invalid_token" if exc.token else None
         )
     except RateLimited as exc:
+        await _audit(service, request, "rate_limited", "login", exc.what)
         return _respond(
             request,
             429,
@@ -219,6 +245,9 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     decision = decide(caller, needs)
     if decision.verdict is not Verdict.ALLOW:
         assert decision.access is not None
+        if decision.verdict is not Verdict.CHALLENGE:  # a challenge is the protocol's first step
+            bind_actor(Actor(caller.name, caller.principal.kind, source, rid))
+            await _audit(service, request, decision.verdict.value, decision.access)
         if page:
             request[CALLER] = caller  # the error page shows who is signed in
             raise page_refusal(request, decision.verdict)  # rendered by the page middleware

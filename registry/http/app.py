@@ -19,6 +19,7 @@ from registry.api import transparency as _transparency  # noqa: F401
 from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint
+from registry.auth.denials import denial_flusher
 from registry.auth.middleware import authorize
 from registry.http import ops
 from registry.http.errors import error_middleware
@@ -41,6 +42,8 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
         handler_args={"max_field_size": 16384},
     )
     app[REGISTRY] = registry
+    if registry.auth is not None:
+        app.cleanup_ctx.append(denial_flusher(registry.auth.denials))
     if services is not None:
         app[SERVICES] = services
     r = app.router

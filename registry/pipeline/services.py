@@ -42,6 +42,7 @@ from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.pipeline.workload import Workload
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
@@ -79,6 +80,8 @@ class PipelineServices:
     jobs: JobQueue
     copier: Copier
     upstreams: Upstreams
+    workload: Workload
+    """What analyses may cost, per image and per pusher (registry/pipeline/workload.py)."""
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
@@ -178,6 +181,7 @@ class PipelineServices:
             ),
             copier=Copier(registry),
             upstreams=Upstreams(),
+            workload=Workload(registry.pool, config.pipeline),
             _relaxed_pool=relaxed,
         )
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop

@@ -46,7 +46,7 @@ from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
-from registry.pipeline import status, supplier_sboms
+from registry.pipeline import status, supplier_sboms, workload
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
 
@@ -185,7 +185,15 @@ async def _scan(
         await enqueue(svc, "attest", repo, digest)
         return ("passed" if passed else "failed"), {"children": results}
     reader = RegistryReader(svc.registry, repo)
-    analysis = await analyze_image(reader, Digest.parse(digest), cache=svc.layers)
+    pusher = await workload.pusher_of(pool, repo, digest)
+    async with svc.workload.analysis(pusher, digest) as spent:
+        analysis = await analyze_image(
+            reader,
+            Digest.parse(digest),
+            workload.analysis_limits(svc.config.pipeline),
+            cache=svc.layers,
+        )
+        spent.append((analysis.seconds, analysis.uncompressed_size))
     data = await svc.vulns.fingerprint()
     vulns = await svc.vulns.match(analysis.packages) if data.records else None
     context = await _context(svc, repo, digest, row)

@@ -46,7 +46,13 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
                     assert r.headers["Docker-Content-Digest"] == digest
             async with http.get(f"http://{served.host}/readyz") as r:
                 assert r.status == 200
-                assert (await r.json())["checks"] == {"database": "ok", "storage": "ok"}
+                assert (await r.json())["checks"] == {
+                    "database": "ok",
+                    "storage": "ok",
+                    "workers": "ok",
+                    "embedded postgres": "ok",
+                    "embedded seaweedfs": "ok",
+                }
             async with http.get(f"http://{served.host}/metrics") as r:
                 metrics = await r.text()
         requests = re.findall(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from aiohttp import web
 from registry.config import Config, load_config
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.http.app import build_app
+from registry.http.connections import GuardedSite
 from registry.http.state import Registry
 from registry.pipeline.runner import PipelineRunner
 from registry.pipeline.services import PipelineServices
@@ -94,11 +96,17 @@ async def live_registry(config: Config, *, pipeline: bool = False) -> AsyncItera
     its job runner works too (tests that drive jobs themselves leave it off)."""
     registry = await open_registry(config)
     services = await PipelineServices.open(registry)
-    runner = web.AppRunner(build_app(registry, services), access_log=None)
+    runner = web.AppRunner(
+        build_app(registry, services),
+        access_log=None,
+        keepalive_timeout=config.http.keepalive_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    site = GuardedSite(runner, sock, config.http)  # as `zoll serve` does
     await site.start()
-    host, port = runner.addresses[0][:2]
+    host, port = sock.getsockname()[:2]
     jobs = PipelineRunner(services) if pipeline else None
     if jobs is not None:
         await jobs.start()
