@@ -197,6 +197,12 @@ async def _revoke(w: World, _repo: str) -> Req:
     return Req("DELETE", f"/api/v1/admin/principals/{victim}/grants?namespace=x&role=reader")
 
 
+async def _checkpoint_at(w: World, _repo: str) -> Req:
+    async with w.root.get(f"{w.url}/api/v1/log/checkpoint") as r:
+        size = (await r.text()).splitlines()[1]
+    return Req("GET", f"/api/v1/log/checkpoint/{size}")
+
+
 def _mirror_set(name: str) -> bytes:
     entry = {"name": "app", "source": "oci:/nowhere", "target": "opendesk/app", "tags": ["1"]}
     return json.dumps({"version": 1, "name": name, "mirrors": [entry]}).encode()
@@ -297,8 +303,15 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ),
     ("GET /api/v1/keys", simple("GET", "/api/v1/keys"), OPEN),
     ("GET /api/v1/log/checkpoint", simple("GET", "/api/v1/log/checkpoint"), OPEN),
+    ("GET /api/v1/log/checkpoint/{size}", _checkpoint_at, OPEN),
+    ("GET /api/v1/log/entries", simple("GET", "/api/v1/log/entries?limit=2"), OPEN),
     ("GET /api/v1/log/entries/{index}", simple("GET", "/api/v1/log/entries/0"), OPEN),
     ("GET /api/v1/log/proof/inclusion", simple("GET", "/api/v1/log/proof/inclusion?index=0"), OPEN),
+    (
+        "GET /api/v1/log/proof/inclusion/{index}",
+        simple("GET", "/api/v1/log/proof/inclusion/0"),
+        OPEN,
+    ),
     (
         "GET /api/v1/log/proof/consistency",
         simple("GET", "/api/v1/log/proof/consistency?old=1"),
