@@ -11,21 +11,26 @@ from registry.oci.manifest import Manifest
 Kind = Literal["image", "index", "artifact"]
 
 
-def classify(manifest: Manifest) -> Kind:
-    if manifest.subject is not None:
-        return "artifact"
+def runnable(manifest: Manifest) -> bool:
+    """Whether a container runtime would run it: an image config and only filesystem
+    layers, or an index of such images. A `subject` or an `artifactType` does not make
+    a runnable image an artifact (else it would bypass admission)."""
     if manifest.is_index:
-        if manifest.artifact_type or not manifest.manifests:
-            return "artifact"
-        children_are_images = all(
+        return bool(manifest.manifests) and all(
             d.media_type in mt.IMAGE_MANIFESTS and not d.artifact_type for d in manifest.manifests
         )
-        return "index" if children_are_images else "artifact"
     config = manifest.config
-    if config is None or config.media_type not in mt.IMAGE_CONFIGS:
+    return (
+        config is not None
+        and config.media_type in mt.IMAGE_CONFIGS
+        and all(layer.media_type in mt.IMAGE_LAYERS for layer in manifest.layers)
+        # cosign .sig/.att manifests use an image config with signature layers
+    )
+
+
+def classify(manifest: Manifest) -> Kind:
+    if not runnable(manifest):
         return "artifact"
-    if manifest.artifact_type and manifest.artifact_type not in mt.IMAGE_CONFIGS:
-        return "artifact"
-    if not all(layer.media_type in mt.IMAGE_LAYERS for layer in manifest.layers):
-        return "artifact"  # cosign .sig/.att manifests use an image config with other layers
+    if manifest.is_index:
+        return "artifact" if manifest.artifact_type else "index"
     return "image"
