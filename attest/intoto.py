@@ -46,7 +46,7 @@ class Statement:
             )
         body = loads_object(payload, "in-toto statement")
         kind = body.get("_type")
-        if kind not in STATEMENT_TYPES:
+        if not isinstance(kind, str) or kind not in STATEMENT_TYPES:
             raise VerificationFailure(Reason.PAYLOAD_INVALID, f"unknown statement _type {kind!r}")
         raw_subjects = body.get("subject")
         if not isinstance(raw_subjects, list) or not raw_subjects:
