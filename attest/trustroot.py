@@ -19,6 +19,7 @@ from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.trustroot import v1 as trustroot_v1
 
+from attest.results import VerificationFailure
 from attest.safejson import loads_object
 
 PUBLIC_GOOD: Final = "public-good"
@@ -49,7 +50,9 @@ def _load(name: str, raw: bytes) -> NamedRoot:
         loads_object(raw, f"trusted root {name}", max_bytes=MAX_TRUSTED_ROOT_BYTES)
         root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
         verifier = Verifier(trusted_root=root)
-    except (SigstoreError, ValueError) as exc:
+    except VerificationFailure as exc:
+        raise TrustRootError(f"trusted root {name} is not usable: {exc.message}") from exc
+    except (SigstoreError, ValueError, TypeError, KeyError) as exc:
         raise TrustRootError(f"trusted root {name} is not usable: {exc}") from exc
     return NamedRoot(name, hashlib.sha256(raw).hexdigest(), root, verifier)
 

@@ -28,14 +28,14 @@ from attest.servicekeys import ServiceKeyring, ServiceKeySettings
 from attest.statements import Verifier
 from attest.tlog.ledger import AttestationLedger
 from attest.tlog.store import TransparencyLog
-from attest.trust_policy import TrustPolicySet
-from attest.trustroot import TrustMaterial
+from attest.trust_policy import TrustPolicyError, TrustPolicySet
+from attest.trustroot import TrustMaterial, TrustRootError
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
 from policy.catalog import Catalog, load_catalog
 from policy.vuln import VulnStore
 from registry import __version__
-from registry.config import Config, NamespaceRule
+from registry.config import Config, ConfigError, NamespaceRule
 from registry.db.pool import create_pool
 from registry.http.state import Registry
 from registry.mirror.copy import Copier
@@ -63,6 +63,36 @@ def log_origin(config: Config) -> str:
         return config.attest.log_origin
     host = urllib.parse.urlsplit(config.http.public_url or "").hostname
     return f"{host or 'localhost'}/zoll"
+
+
+@dataclass(frozen=True)
+class TrustInputs:
+    """What verification trusts, loaded from the configuration."""
+
+    trust: TrustMaterial
+    policies: TrustPolicySet | None
+    policy_sha256: str
+
+
+def load_trust(config: Config) -> TrustInputs:
+    """The trusted roots and the trust policy file, or a `ConfigError` naming the key:
+    `zoll serve` calls this before it starts anything, so a broken file is a clear
+    message, not a worker's traceback."""
+    try:
+        trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
+        for spec in config.attest.trusted_roots[1:]:
+            trust = trust + TrustMaterial.resolve(spec)
+    except TrustRootError as exc:
+        raise ConfigError(f"attest.trusted_roots: {exc}") from exc
+    policies, digest = None, "none"
+    if config.attest.trust_policy is not None:
+        path = Path(config.attest.trust_policy)
+        try:
+            policies = TrustPolicySet.load(path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except (TrustPolicyError, OSError) as exc:
+            raise ConfigError(f"attest.trust_policy: {exc}") from exc
+    return TrustInputs(trust, policies, digest)
 
 
 @dataclass
@@ -150,22 +180,15 @@ class PipelineServices:
             ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
         )
         log = TransparencyLog(durable, keyring.signer, log_origin(config))
-        trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
-        for spec in config.attest.trusted_roots[1:]:
-            trust = trust + TrustMaterial.resolve(spec)
-        policies, digest = None, "none"
-        if config.attest.trust_policy is not None:
-            path = Path(config.attest.trust_policy)
-            policies = await asyncio.to_thread(TrustPolicySet.load, path)
-            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
+        inputs = await asyncio.to_thread(load_trust, config)
         services = cls(
             registry=registry,
             keyring=keyring,
             log=log,
             ledger=AttestationLedger(log),
-            trust=trust,
-            trust_policies=policies,
-            trust_policy_sha256=digest,
+            trust=inputs.trust,
+            trust_policies=inputs.policies,
+            trust_policy_sha256=inputs.policy_sha256,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,
