@@ -290,6 +290,13 @@ def _build(name: str, model: _Policy, base: Path, source_sha256: str) -> TrustPo
         in_toto = _in_toto(base, require.in_toto)
     if signature is None and not attestations and slsa is None and in_toto is None:
         raise TrustPolicyError("require: the policy requires nothing, which would pass anything")
+    binds_image = in_toto is not None and in_toto.image_product
+    if signature is None and not attestations and slsa is None and not binds_image:
+        raise TrustPolicyError(
+            "require.in_toto: layout and links come from the policy's own files, so without "
+            "image_product (the final product whose SHA-256 is the image digest) they say "
+            "nothing about the image, and a policy requiring only them would pass any image"
+        )
     if not model.signers and (signature is not None or attestations or slsa is not None):
         raise TrustPolicyError("signers: signatures are required but nobody may sign")
     return TrustPolicy(
