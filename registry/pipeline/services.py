@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import socket
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
+from attest.policy_document import PolicyDocument, load_with_document
 from attest.servicekeys import ServiceKeyring, ServiceKeySettings
 from attest.statements import Verifier
 from attest.tlog.ledger import AttestationLedger
@@ -65,6 +67,21 @@ def log_origin(config: Config) -> str:
     return f"{host or 'localhost'}/zoll"
 
 
+def public_base(config: Config) -> str:
+    """The URL clients reach this registry at (`http.public_url`, else host and port)."""
+    if config.http.public_url:
+        return config.http.public_url.rstrip("/")
+    host = config.http.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the address, not binding
+        host = socket.getfqdn()
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.http.port}"
+
+
+def registry_host(config: Config) -> str:
+    """`host[:port]` of image references on this registry (what VSAs name)."""
+    return urllib.parse.urlsplit(public_base(config)).netloc
+
+
 @dataclass(frozen=True)
 class TrustInputs:
     """What verification trusts, loaded from the configuration."""
@@ -72,6 +89,8 @@ class TrustInputs:
     trust: TrustMaterial
     policies: TrustPolicySet | None
     policy_sha256: str
+    """Of the policy document (`attest.policy_document`), "none" without a policy."""
+    document: PolicyDocument | None = None
 
 
 def load_trust(config: Config) -> TrustInputs:
@@ -86,12 +105,11 @@ def load_trust(config: Config) -> TrustInputs:
         raise ConfigError(f"attest.trusted_roots: {exc}") from exc
     policies, digest = None, "none"
     if config.attest.trust_policy is not None:
-        path = Path(config.attest.trust_policy)
         try:
-            policies = TrustPolicySet.load(path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        except (TrustPolicyError, OSError) as exc:
+            policies, document = load_with_document(Path(config.attest.trust_policy))
+        except TrustPolicyError as exc:
             raise ConfigError(f"attest.trust_policy: {exc}") from exc
+        return TrustInputs(trust, policies, document.sha256, document)
     return TrustInputs(trust, policies, digest)
 
 
@@ -108,6 +126,8 @@ class PipelineServices:
     jobs: JobQueue
     copier: Copier
     upstreams: Upstreams
+    trust_policy_document: PolicyDocument | None = None
+    """What `trust_policy_sha256` is the digest of: served to auditors by that digest."""
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
@@ -189,6 +209,7 @@ class PipelineServices:
             trust=inputs.trust,
             trust_policies=inputs.policies,
             trust_policy_sha256=inputs.policy_sha256,
+            trust_policy_document=inputs.document,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,
@@ -199,6 +220,13 @@ class PipelineServices:
             upstreams=Upstreams(),
             _relaxed_pool=relaxed,
         )
+        if inputs.document is not None:  # every policy ever in force stays retrievable
+            await durable.execute(
+                """INSERT INTO trust_policy_documents (sha256, document) VALUES ($1, $2)
+                   ON CONFLICT (sha256) DO NOTHING""",
+                inputs.document.sha256,
+                inputs.document.raw,
+            )
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
             await asyncio.to_thread(services.catalog, rule)
         return services

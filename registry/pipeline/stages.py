@@ -47,6 +47,7 @@ from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
+from registry.pipeline import vsa as vsa_parts
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
 
@@ -199,7 +200,7 @@ async def _scan(
     }
 
 
-def _vsa(
+async def _vsa(
     svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime
 ) -> dict[str, Any]:
     result = VerificationResult.from_json(row["verification"]) if row["verification"] else None
@@ -208,18 +209,16 @@ def _vsa(
         slsa = [r for r in result.requirements if r.id == "slsa" and r.level is not None]
         if slsa:
             levels = [f"SLSA_BUILD_LEVEL_{slsa[0].level}"]
-    policy = ResourceRef(
-        f"zoll:trust-policy/{result.policy if result else 'none'}",
-        {"sha256": svc.trust_policy_sha256} if svc.trust_policy_sha256 != "none" else {},
-    )
     return vsa(
         image=f"{repo}",
         digest=digest,
         verifier=svc.verifier,
         time_verified=now,
-        policy=policy,
+        policy=vsa_parts.policy_ref(svc, result),
         result="PASSED" if row["verification_passed"] else "FAILED",
         verified_levels=levels,
+        input_attestations=await vsa_parts.input_attestations(svc, repo, row),
+        resource_uri=vsa_parts.resource_uri(svc, repo, digest),
     )
 
 
@@ -321,7 +320,7 @@ async def _attest(
 ) -> tuple[str, dict[str, Any]]:
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
-    statements: dict[str, dict[str, Any]] = {"vsa": _vsa(svc, repo, subject_digest, row, now)}
+    statements: dict[str, dict[str, Any]] = {"vsa": await _vsa(svc, repo, subject_digest, row, now)}
     if row["kind"] == "image" and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
         statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
@@ -379,7 +378,7 @@ async def _admit(
         )
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
-    await svc.log.append(
+    [logged] = await svc.log.append(
         [
             admission_record(
                 subject_digest=digest,
@@ -394,7 +393,7 @@ async def _admit(
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)
-    detail: dict[str, Any] = {"reasons": reasons}
+    detail: dict[str, Any] = {"reasons": reasons, "log_index": logged.index}
     rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
     if state == "admitted" and rebuilt_from and rule.rebuild == "prefer":
         from registry.pipeline.rebuilds import prefer_sovereign_copy

@@ -381,6 +381,16 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
         UNKNOWN,
     ),
     (
+        "GET /api/v1/images/{name}@{digest}/log",
+        simple("GET", "/api/v1/images/{repo}@{digest}/log"),
+        PULL,
+    ),
+    (
+        "GET /api/v1/trust-policies/{digest}",
+        simple("GET", f"/api/v1/trust-policies/sha256:{'0' * 64}"),
+        (401, 403, 403, 403, 404, 404, 403, 403, 404),  # no trust policy here: allowed → 404
+    ),
+    (
         "GET /api/v1/images/{name}@{digest}/attestations",
         simple("GET", "/api/v1/images/{repo}@{digest}/attestations"),
         PULL,

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from attest.keys import PrivateKey
 from registry.pipeline.runner import PipelineRunner
 from tests.support.oci import Image, push_image
 from tests.support.pipeline import drain
@@ -96,7 +97,16 @@ async def served(
     pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple[LiveRegistry, str]]:
     dsn = await fresh_database(pg_admin_dsn)
-    config = registry_config(dsn, tmp_path_factory.mktemp("data"), "filesystem", None)
+    folder = tmp_path_factory.mktemp("policy")
+    (folder / "ci.pub").write_text(PrivateKey.generate().public.pem())
+    (folder / "trust.yaml").write_text("signers: {ci: {key: ci.pub}}\nrequire: {signature: true}\n")
+    config = registry_config(
+        dsn,
+        tmp_path_factory.mktemp("data"),
+        "filesystem",
+        None,
+        attest={"trust_policy": str(folder / "trust.yaml")},
+    )
     async with live_registry(config) as live, aiohttp.ClientSession() as http:
         digest = await push_image(http, live.url, REPO, Image.random(layers=1, size=256), "v1")
         await drain(PipelineRunner(live.services))
@@ -109,7 +119,9 @@ async def served(
         yield live, digest
 
 
-def concrete(template: str, digest: str, size: int) -> str:
+def concrete(live: LiveRegistry, template: str, digest: str, size: int) -> str:
+    if template.startswith("/api/v1/trust-policies/"):
+        digest = f"sha256:{live.services.trust_policy_sha256}"
     values = {"digest": digest, "index": "0", "size": str(size)}
     name = MIRROR_SET if template.startswith("/api/v1/mirror/") else REPO
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), name), template)
@@ -144,7 +156,7 @@ async def test_every_documented_path_is_in_the_openapi_document_and_served(
             query = {q: QUERY_VALUES.get(q, str(size)) for q in mention.query}
             if "size" in query or "new" in query:
                 query |= {k: str(size) for k in ("size", "new") if k in query}
-            url = live.url + concrete(template, digest, size)
+            url = live.url + concrete(live, template, digest, size)
             async with http.get(url, params=query) as r:
                 if r.status != 200:
                     wrong.append(f"{mention.where}: GET {r.url} answers {r.status}")
