@@ -374,7 +374,8 @@ async def _admit(
     elif row["kind"] == "image":
         decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
         reasons.extend(
-            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.finding()}"
+            for r in decision.blocking
         )
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
