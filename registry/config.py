@@ -148,6 +148,12 @@ class NamespaceRule(_Section):
         "sovereign copy: once admitted, the upstream's tags point at it)",
     )
     catalog: list[Path] = Field(default_factory=list, description="criteria override files")
+    vuln_max_age_days: int | None = Field(
+        None,
+        ge=1,
+        description="admit only images checked against vulnerability data at most this many "
+        "days old (since the last successful zoll vulndb import); without data, none",
+    )
 
 
 class UpstreamCredentials(_Section):

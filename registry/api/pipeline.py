@@ -40,6 +40,8 @@ class ImageStatus(BaseModel):
     fingerprint: str | None = None
     updated_at: datetime
     events: list[StageEvent]
+    warnings: list[str] = []
+    """What was not checked (no vulnerability data, …), from the latest scan."""
     log_indexes: list[int] = []
     """Transparency-log entries about the image (attestations, admission decisions); with
     their proofs at `/api/v1/images/{name}@{digest}/log`."""
@@ -123,6 +125,14 @@ async def image_status(request: web.Request) -> ImageStatus:
             for e in events
         ],
         log_indexes=indexes,
+        warnings=next(
+            (
+                (e["detail"] or {}).get("warnings", [])
+                for e in reversed(events)
+                if e["stage"] == "scan"
+            ),
+            [],
+        ),
     )
 
 

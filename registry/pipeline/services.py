@@ -43,6 +43,7 @@ from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.pipeline.vulndata import vuln_data
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
@@ -167,6 +168,9 @@ class PipelineServices:
             rule.fail_on,
             ",".join(sorted(rule.waive)),
         ]
+        if rule.vuln_max_age_days is not None:  # data growing too old re-judges the images
+            fresh = (await vuln_data(self.vulns)).problem(rule.vuln_max_age_days) is None
+            parts.append(f"vulnerability data within {rule.vuln_max_age_days} days: {fresh}")
         return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     @classmethod

@@ -50,6 +50,7 @@ from registry.pipeline import status
 from registry.pipeline import vsa as vsa_parts
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
+from registry.pipeline.vulndata import NOT_CHECKED, vuln_data
 
 log = get_logger("zoll.pipeline")
 STAGES = ("verify", "scan", "rebuild", "attest", "admit")
@@ -197,6 +198,7 @@ async def _scan(
         "blocking": [r.id for r in decision.blocking],
         "packages": len(analysis.packages),
         "vulnerabilities": None if vulns is None else len(vulns),
+        "warnings": [NOT_CHECKED] if vulns is None else [],
     }
 
 
@@ -369,6 +371,9 @@ async def _admit(
         outcome = (row["rebuild"] or {}).get("result", {}).get("outcome")
         if outcome != "reproduced":
             reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
+    if row["kind"] == "image" and rule.vuln_max_age_days is not None:
+        stale = (await vuln_data(svc.vulns)).problem(rule.vuln_max_age_days)
+        reasons.extend([stale] if stale else [])
     if row["kind"] == "image" and not row["hardening"]:
         reasons.append("image has not been checked against the hardening criteria")
     elif row["kind"] == "image":

@@ -37,6 +37,8 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
     digest = layout_index(layout)["manifests"][0]["digest"]
 
     served = await asyncio.to_thread(Served, data_dir, "--workers", "2", env=NO_AUTH)
+    # Started without vulnerability data: HC-12 cannot be checked, and the start says so.
+    assert any("no vulnerability data" in line for line in served.output), served.output
     try:
         ref = f"docker://{served.host}/demo/app:1.0"
         await skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:1.0", ref)
@@ -46,7 +48,10 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
                     assert r.headers["Docker-Content-Digest"] == digest
             async with http.get(f"http://{served.host}/readyz") as r:
                 assert r.status == 200
-                assert (await r.json())["checks"] == {"database": "ok", "storage": "ok"}
+                ready = await r.json()
+                assert ready["checks"] == {"database": "ok", "storage": "ok"}
+                assert ready["vulnerability_data"]["records"] == 0  # and it says so:
+                assert any("no vulnerability data" in w for w in ready["warnings"])
             async with http.get(f"http://{served.host}/metrics") as r:
                 metrics = await r.text()
         requests = re.findall(
