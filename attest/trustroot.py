@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Final
 
@@ -21,6 +20,7 @@ from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attest.results import VerificationFailure
 from attest.safejson import loads_object
+from attest.sigstore_private import embedded_trusted_root
 
 PUBLIC_GOOD: Final = "public-good"
 STAGING: Final = "staging"
@@ -69,7 +69,7 @@ class TrustMaterial:
         folder = _EMBEDDED.get(name)
         if folder is None:
             raise TrustRootError(f"no embedded trusted root named {name!r}")
-        raw = (resources.files("sigstore._store") / folder / "trusted_root.json").read_bytes()
+        raw = embedded_trusted_root(folder)
         return cls((_load(name, raw),))
 
     @classmethod
