@@ -199,6 +199,12 @@ class NamespaceRule(_Section):
         "still serves (exact media types, or patterns like application/vnd.example.*); "
         "signatures, attestations and SBOMs about an image need no entry",
     )
+    vuln_max_age_days: int | None = Field(
+        None,
+        ge=1,
+        description="admit only images checked against vulnerability data at most this many "
+        "days old (since the last successful zoll vulndb import); without data, none",
+    )
 
 
 class UpstreamCredentials(_Section):

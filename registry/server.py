@@ -140,11 +140,22 @@ async def _prepare(config: Config) -> str | None:
             log.info("released a crashed run's claims", jobs_requeued=jobs, uploads=uploads)
         if config.pipeline.enabled:
             await _repair(config, pool)
+            await _warn_about_vulnerability_data(config, pool)
         if config.auth.enabled and config.auth.bootstrap_admin:
             return await ensure_admin(pool, config.auth.scrypt_log2_n)
         return None
     finally:
         await pool.close()
+
+
+async def _warn_about_vulnerability_data(config: Config, pool: Any) -> None:
+    """Images judged without vulnerability data pass with no CVE check: say so at start."""
+    from policy.vuln import VulnStore
+    from registry.pipeline.vulndata import vuln_data
+
+    data = await vuln_data(VulnStore(pool))
+    for warning in data.warnings(config.namespaces):
+        log.warning(warning, vulnerability_data=data.to_json())
 
 
 async def _repair(config: Config, pool: Any) -> None:

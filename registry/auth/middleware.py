@@ -52,7 +52,9 @@ def challenge_scope(accesses: list[Access]) -> str:
             continue
         if access.type == "repository":
             extra = (
-                ["pull", "push"] if access.action in ("pull", "push") else ["pull", access.action]
+                ["pull", "push"]
+                if access.action in ("pull", "push", "attest")
+                else ["pull", access.action]
             )
         elif access.name == "catalog":
             extra = ["*"]
@@ -185,6 +187,25 @@ async def _audit(
         repository = wanted.name if wanted.type == "repository" else None
         wanted = f"{wanted.type}:{wanted.name}:{wanted.action}"
     await service.denials.refused(reason, wanted, repository=repository, detail=detail)
+
+
+def late_refusal(
+    request: web.Request, access: Access, denied: RegistryError
+) -> web.Response | None:
+    """For an access a handler finds it needs only once it has read the request (an
+    attester's manifest that is not attestation material needs push): None when the
+    caller may, `denied` raised when a signed-in caller may not, else the answer the
+    middleware would have given (a challenge for a token with the scope)."""
+    caller = request.get(CALLER)
+    service = registry_of(request).auth
+    if caller is None or service is None:
+        return None  # authentication is off: everything is allowed
+    verdict = decide(caller, [access]).verdict
+    if verdict is Verdict.ALLOW:
+        return None
+    if verdict is Verdict.DENY:
+        raise denied
+    return _refusal(service, request, verdict, access, [access])
 
 
 @web.middleware

@@ -11,11 +11,13 @@ from aiohttp import web
 
 from registry.api import admin as _admin  # noqa: F401  (registers operations)
 from registry.api import audit as _audit  # noqa: F401
+from registry.api import image_log as _image_log  # noqa: F401
 from registry.api import images as _images  # noqa: F401
 from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401
+from registry.api import trust_policies as _trust_policies  # noqa: F401
 from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
+from policy.vuln import VulnStore
 from registry import supervision
 from registry.http.access import PUBLIC, registry_wide, requires
 from registry.http.state import Registry, registry_of
+from registry.metrics import VULN_AGE, VULN_RECORDS
+from registry.pipeline.vulndata import VulnData, vuln_data
 
 
 @requires(PUBLIC)
@@ -41,14 +45,24 @@ async def readyz(request: web.Request) -> web.Response:
     if supervisor is not None:  # under `zoll serve`: its workers and embedded backends
         checks.update(supervisor.checks())
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if checks["database"] == "ok":  # not a readiness check: Zoll works without the data
+        data = await _vuln_data(reg)
+        body["vulnerability_data"] = data.to_json()
+        body["warnings"] = data.warnings(reg.config.namespaces)
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _vuln_data(reg: Registry) -> VulnData:
+    data = await vuln_data(VulnStore(reg.pool))
+    VULN_RECORDS.set(data.records)
+    VULN_AGE.set(data.age_seconds())
+    return data
 
 
 @requires(registry_wide("metrics"))  # open with auth.public_metrics
 async def metrics(request: web.Request) -> web.Response:
+    await _vuln_data(registry_of(request))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         collector = CollectorRegistry()
         multiprocess.MultiProcessCollector(collector)  # type: ignore[no-untyped-call]

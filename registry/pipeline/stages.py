@@ -47,8 +47,10 @@ from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status, supplier_sboms, workload
+from registry.pipeline import vsa as vsa_parts
 from registry.pipeline.jobs import RetryLater
 from registry.pipeline.services import PipelineServices
+from registry.pipeline.vulndata import NOT_CHECKED, vuln_data
 
 log = get_logger("zoll.pipeline")
 STAGES = ("verify", "scan", "rebuild", "attest", "admit")
@@ -226,10 +228,11 @@ async def _scan(
         "packages": len(analysis.packages),
         "supplier_sboms": len(suppliers),
         "vulnerabilities": None if vulns is None else len(vulns),
+        "warnings": [NOT_CHECKED] if vulns is None else [],
     }
 
 
-def _vsa(
+async def _vsa(
     svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime
 ) -> dict[str, Any]:
     result = VerificationResult.from_json(row["verification"]) if row["verification"] else None
@@ -238,18 +241,16 @@ def _vsa(
         slsa = [r for r in result.requirements if r.id == "slsa" and r.level is not None]
         if slsa:
             levels = [f"SLSA_BUILD_LEVEL_{slsa[0].level}"]
-    policy = ResourceRef(
-        f"zoll:trust-policy/{result.policy if result else 'none'}",
-        {"sha256": svc.trust_policy_sha256} if svc.trust_policy_sha256 != "none" else {},
-    )
     return vsa(
         image=f"{repo}",
         digest=digest,
         verifier=svc.verifier,
         time_verified=now,
-        policy=policy,
+        policy=vsa_parts.policy_ref(svc, result),
         result="PASSED" if row["verification_passed"] else "FAILED",
         verified_levels=levels,
+        input_attestations=await vsa_parts.input_attestations(svc, repo, row),
+        resource_uri=vsa_parts.resource_uri(svc, repo, digest),
     )
 
 
@@ -351,7 +352,7 @@ async def _attest(
 ) -> tuple[str, dict[str, Any]]:
     now = datetime.now(UTC)
     subject_digest = Digest.parse(digest)
-    statements: dict[str, dict[str, Any]] = {"vsa": _vsa(svc, repo, subject_digest, row, now)}
+    statements: dict[str, dict[str, Any]] = {"vsa": await _vsa(svc, repo, subject_digest, row, now)}
     if row["kind"] in ("image", "chart") and row["hardening"]:
         report = HardeningReport.from_json(row["hardening"])
         statements["hardening"] = _hardening(svc, repo, subject_digest, report, now)
@@ -401,13 +402,15 @@ async def _admit(
         if outcome != "reproduced":
             reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
     judged = row["kind"] in ("image", "chart")
+    if judged and rule.vuln_max_age_days is not None:
+        stale = (await vuln_data(svc.vulns)).problem(rule.vuln_max_age_days)
+        reasons.extend([stale] if stale else [])
     if judged and not row["hardening"]:
         reasons.append(f"{row['kind']} has not been checked against the hardening criteria")
     elif judged:
         decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
         reasons.extend(
-            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}"
-            + (f" — {r.evidence[0]}" if row["kind"] == "chart" and r.evidence else "")
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.finding()}"
             for r in decision.blocking
         )
     if row["kind"] == "chart":
@@ -416,7 +419,7 @@ async def _admit(
         reasons.extend(await closure_reasons(svc, repo, digest))
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
-    await svc.log.append(
+    [logged] = await svc.log.append(
         [
             admission_record(
                 subject_digest=digest,
@@ -436,7 +439,7 @@ async def _admit(
 
         for chart_repo, chart in await charts_deploying(pool, repo, digest, row["origin"]):
             await enqueue(svc, "admit", chart_repo, chart, delay=0.5)
-    detail: dict[str, Any] = {"reasons": reasons}
+    detail: dict[str, Any] = {"reasons": reasons, "log_index": logged.index}
     rebuilt_from = (row["origin"] or {}).get("rebuilt_from")
     if state == "admitted" and rebuilt_from and rule.rebuild == "prefer":
         from registry.pipeline.rebuilds import prefer_sovereign_copy
