@@ -32,6 +32,7 @@ from attest.identity import IdentityPolicy, IdentityRejected, Signers
 from attest.keys import PublicKey
 from attest.results import Reason, Signer, TlogEntry, VerificationFailure
 from attest.safejson import loads_object
+from attest.sigstore_private import bundle_envelope, bundle_log_entry, bundle_message_signature
 from attest.trustroot import TrustMaterial
 
 BUNDLE_MEDIA_TYPES: Final = {
@@ -116,11 +117,11 @@ _ROOT_ONLY: Final = {
 
 
 def _tlog_of(bundle: Bundle) -> TlogEntry:
-    inner = bundle.log_entry._inner
+    entry = bundle_log_entry(bundle)
     return TlogEntry(
-        log_index=inner.log_index,
-        integrated_time=inner.integrated_time or None,
-        log_id=inner.log_id.key_id.hex(),
+        log_index=entry.log_index,
+        integrated_time=entry.integrated_time,
+        log_id=entry.log_id.hex(),
     )
 
 
@@ -151,19 +152,17 @@ def _precheck_signature(bundle: Bundle, artifact: bytes | Hashed | None) -> None
         key = PublicKey.from_crypto(bundle.signing_certificate.public_key())
     except ValueError:
         return  # sigstore-python reports unusable keys itself
-    envelope = bundle._inner.dsse_envelope
+    envelope = bundle_envelope(bundle)
     if envelope is not None:
         message = dsse.pae(envelope.payload_type, envelope.payload)
-        sigs = [s.sig for s in envelope.signatures]
-        if not any(key.verify_sha256(sig, message) for sig in sigs):
+        if not any(key.verify_sha256(sig, message) for sig in envelope.signatures):
             raise VerificationFailure(Reason.SIGNATURE_INVALID, "DSSE signature does not verify")
         return
-    signature = bundle._inner.message_signature
+    signature = bundle_message_signature(bundle)
     if signature is None or artifact is None:
         return
     digest = artifact.digest if isinstance(artifact, Hashed) else hashlib.sha256(artifact).digest()
-    declared = signature.message_digest
-    if declared is not None and declared.digest != digest:
+    if signature.digest is not None and signature.digest != digest:
         raise VerificationFailure(
             Reason.ARTIFACT_DIGEST_MISMATCH, "bundle message digest does not match the artifact"
         )
@@ -202,7 +201,7 @@ def _verify_keyless(
         try:
             payload_type: str | None = None
             payload: bytes | None = None
-            if bundle._inner.dsse_envelope is not None:
+            if bundle_envelope(bundle) is not None:
                 payload_type, payload = named.verifier.verify_dsse(bundle, policy)
             else:
                 if artifact is None:

@@ -214,9 +214,10 @@ async def read_layers(
 def check_simple_signing(payload: bytes, subject: Digest) -> None:
     """A simple-signing payload must be cosign's and name exactly `subject`."""
     try:
-        body = loads_object(payload, "simple-signing payload", max_bytes=1 << 20)
+        body = loads_object(payload, "simple-signing payload", max_bytes=1 << 20, signed=True)
     except VerificationFailure as exc:
-        raise VerificationFailure(Reason.PAYLOAD_INVALID, exc.message) from exc
+        reason = exc.reason if exc.reason == Reason.AMBIGUOUS_PAYLOAD else Reason.PAYLOAD_INVALID
+        raise VerificationFailure(reason, exc.message) from exc
     critical = body.get("critical")
     if not isinstance(critical, dict):
         raise VerificationFailure(Reason.PAYLOAD_INVALID, "payload has no critical section")
@@ -229,6 +230,7 @@ def check_simple_signing(payload: bytes, subject: Digest) -> None:
     named = None
     if isinstance(image, dict):
         # Go decodes JSON keys case-insensitively; cosign writes "docker-manifest-digest".
+        # (Case variants were refused above, so at most one key matches.)
         named = next((v for k, v in image.items() if k.lower() == "docker-manifest-digest"), None)
     if named != str(subject):
         raise VerificationFailure(

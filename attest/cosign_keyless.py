@@ -30,15 +30,13 @@ from cryptography.x509.verification import (
     Store,
 )
 from cryptography.x509.verification import VerificationError as X509VerificationError
-from sigstore._internal.sct import verify_sct
-from sigstore._internal.trust import KeyringPurpose
-from sigstore._utils import KeyID
 from sigstore.errors import Error as SigstoreError
 
 from attest.identity import IdentityPolicy, IdentityRejected, Signers
 from attest.keys import KeyLoadError, PublicKey
 from attest.results import Reason, Signer, TlogEntry, VerificationFailure
 from attest.safejson import loads_object
+from attest.sigstore_private import verify_certificate_sct, verify_rekor_set
 from attest.trustroot import NamedRoot, TrustMaterial
 
 
@@ -102,11 +100,8 @@ def load_certificate(pem: str) -> x509.Certificate:
 
 def _verify_set(root: NamedRoot, rekor: RekorBundle) -> None:
     try:
-        keyring = root.root.rekor_keyring(KeyringPurpose.VERIFY)
-        keyring.verify(
-            key_id=KeyID(bytes.fromhex(rekor.log_id)),
-            signature=rekor.signed_entry_timestamp,
-            data=rekor.canonical(),
+        verify_rekor_set(
+            root.root, bytes.fromhex(rekor.log_id), rekor.signed_entry_timestamp, rekor.canonical()
         )
     except (SigstoreError, ValueError) as exc:
         raise VerificationFailure(
@@ -230,7 +225,7 @@ def verify_legacy_keyless(
             _verify_set(root, rekor)
             chain = _verify_chain(root, cert, when)
             try:
-                verify_sct(cert, chain, root.root.ct_keyring(KeyringPurpose.VERIFY))
+                verify_certificate_sct(cert, chain, root.root)
             except (SigstoreError, ValueError) as exc:
                 raise VerificationFailure(Reason.SCT_INVALID, str(exc)) from exc
         except VerificationFailure as exc:

@@ -15,6 +15,8 @@ from typing import Any
 from attest.keys import PrivateKey, PublicKey
 
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+MAX_SIGNATURES = 32
+"""Every signature may be tried with every trusted key: bound the work an envelope asks."""
 
 
 class EnvelopeError(ValueError):
@@ -63,6 +65,8 @@ class Envelope:
         raw_sigs = obj.get("signatures")
         if not isinstance(raw_sigs, list) or not raw_sigs:
             raise EnvelopeError("signatures must be a non-empty list")
+        if len(raw_sigs) > MAX_SIGNATURES:
+            raise EnvelopeError(f"more than {MAX_SIGNATURES} signatures")
         sigs = []
         for i, entry in enumerate(raw_sigs):
             if not isinstance(entry, dict):
@@ -95,12 +99,16 @@ class Envelope:
         return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True).encode()
 
     def verified_keyids(self, keys: list[PublicKey]) -> list[str]:
-        """Ids of the given keys that produced a valid signature over this envelope."""
+        """Ids of the given keys that produced a valid signature over this envelope.
+
+        Matched by key, not by the `keyid` a signer wrote: it is unsigned, and
+        securesystemslib, KMS and cosign spell it differently. Signatures naming the
+        key's own id are tried first."""
         message = pae(self.payload_type, self.payload)
         found = []
         for key in keys:
-            candidates = [s for s in self.signatures if s.keyid in ("", key.keyid)]
-            if any(key.verify(s.sig, message) for s in candidates):
+            ordered = sorted(self.signatures, key=lambda s: s.keyid != key.keyid)
+            if any(key.verify(s.sig, message) for s in ordered):
                 found.append(key.keyid)
         return found
 

@@ -198,6 +198,9 @@ def check_layer(layer: Layer, subject: Digest, signers: Signers, trust: TrustMat
         )
     except VerificationFailure as exc:
         return Checked(replace(base, reason=exc.reason, message=exc.message))
+    except Exception as exc:  # fail closed: one odd layer never aborts the verification
+        message = f"layer cannot be read ({type(exc).__name__}: {exc})"
+        return Checked(replace(base, reason=Reason.MALFORMED, message=message))
 
 
 def _attestation(

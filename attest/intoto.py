@@ -44,9 +44,9 @@ class Statement:
                 Reason.UNSUPPORTED_MEDIA_TYPE,
                 f"payload type {payload_type!r} is not an in-toto statement",
             )
-        body = loads_object(payload, "in-toto statement")
+        body = loads_object(payload, "in-toto statement", signed=True)
         kind = body.get("_type")
-        if kind not in STATEMENT_TYPES:
+        if not isinstance(kind, str) or kind not in STATEMENT_TYPES:
             raise VerificationFailure(Reason.PAYLOAD_INVALID, f"unknown statement _type {kind!r}")
         raw_subjects = body.get("subject")
         if not isinstance(raw_subjects, list) or not raw_subjects:

@@ -47,6 +47,8 @@ class Reason(StrEnum):
     NO_SIGNER_CONFIGURED = "no-signer-configured"
     # Payloads
     PAYLOAD_INVALID = "payload-invalid"
+    AMBIGUOUS_PAYLOAD = "ambiguous-payload"
+    """A signed payload with duplicate or case-variant keys: readers disagree on it."""
     SUBJECT_MISMATCH = "subject-mismatch"
     PREDICATE_TYPE_MISMATCH = "predicate-type-mismatch"
     # SLSA

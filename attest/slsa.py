@@ -83,7 +83,8 @@ def _commit_of(digest: object) -> str | None:
 
 
 def _source_v02(predicate: dict[str, Any]) -> Source:
-    config = predicate.get("invocation", {}).get("configSource", {})
+    invocation = predicate.get("invocation")
+    config = invocation.get("configSource") if isinstance(invocation, dict) else None
     if isinstance(config, dict) and isinstance(config.get("uri"), str):
         repo, ref = _split_git_uri(config["uri"])
         return Source(repo, ref, _commit_of(config.get("digest")))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -260,14 +263,33 @@ def _describe(exc: ValidationError) -> str:
     return "invalid trust policy: " + "; ".join(parts)
 
 
+_READS: ContextVar[list[tuple[Path, bytes]] | None] = ContextVar("policy_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[list[tuple[Path, bytes]]]:
+    """Collect every file a policy refers to as it is loaded (keys, layouts, links):
+    `attest.policy_document` puts them into the document whose digest VSAs name."""
+    reads: list[tuple[Path, bytes]] = []
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
 def _read_relative(base: Path, ref: str, what: str, limit: int = MAX_POLICY_BYTES) -> bytes:
     path = (base / ref) if not Path(ref).is_absolute() else Path(ref)
     try:
         if path.stat().st_size > limit:
             raise TrustPolicyError(f"{what} {path} is larger than {limit} bytes")
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as exc:
         raise TrustPolicyError(f"cannot read {what} {path}: {exc}") from exc
+    reads = _READS.get()
+    if reads is not None:
+        reads.append((path, data))
+    return data
 
 
 def _key(base: Path, ref: str, what: str) -> PublicKey:
@@ -375,6 +397,19 @@ def _build(name: str, model: _Policy, base: Path, source_sha256: str) -> TrustPo
         and quorum is None
     ):
         raise TrustPolicyError("require: the policy requires nothing, which would pass anything")
+    binds_image = in_toto is not None and in_toto.image_product
+    if (
+        signature is None
+        and not attestations
+        and slsa is None
+        and quorum is None
+        and not binds_image
+    ):
+        raise TrustPolicyError(
+            "require.in_toto: layout and links come from the policy's own files, so without "
+            "image_product (the final product whose SHA-256 is the image digest) they say "
+            "nothing about the image, and a policy requiring only them would pass any image"
+        )
     if not model.signers and (
         signature is not None or attestations or slsa is not None or quorum is not None
     ):

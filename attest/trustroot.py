@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Final
 
@@ -19,7 +18,9 @@ from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.trustroot import v1 as trustroot_v1
 
+from attest.results import VerificationFailure
 from attest.safejson import loads_object
+from attest.sigstore_private import embedded_trusted_root
 
 PUBLIC_GOOD: Final = "public-good"
 STAGING: Final = "staging"
@@ -49,7 +50,9 @@ def _load(name: str, raw: bytes) -> NamedRoot:
         loads_object(raw, f"trusted root {name}", max_bytes=MAX_TRUSTED_ROOT_BYTES)
         root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
         verifier = Verifier(trusted_root=root)
-    except (SigstoreError, ValueError) as exc:
+    except VerificationFailure as exc:
+        raise TrustRootError(f"trusted root {name} is not usable: {exc.message}") from exc
+    except (SigstoreError, ValueError, TypeError, KeyError) as exc:
         raise TrustRootError(f"trusted root {name} is not usable: {exc}") from exc
     return NamedRoot(name, hashlib.sha256(raw).hexdigest(), root, verifier)
 
@@ -66,7 +69,7 @@ class TrustMaterial:
         folder = _EMBEDDED.get(name)
         if folder is None:
             raise TrustRootError(f"no embedded trusted root named {name!r}")
-        raw = (resources.files("sigstore._store") / folder / "trusted_root.json").read_bytes()
+        raw = embedded_trusted_root(folder)
         return cls((_load(name, raw),))
 
     @classmethod

@@ -141,6 +141,10 @@ def _slsa_requirement(policy: TrustPolicy, checked: list[Checked]) -> Requiremen
         except VerificationFailure as exc:
             problems.append(Problem(ev.id, exc.reason, exc.message))
             continue
+        except Exception as exc:  # fail closed: a parser bug never aborts the verification
+            message = f"provenance cannot be read ({type(exc).__name__}: {exc})"
+            problems.append(Problem(ev.id, Reason.PAYLOAD_INVALID, message))
+            continue
         best = max(best, level)
         satisfied.append(ev.id)
     if not candidates:

@@ -27,6 +27,15 @@ class CriterionResult:
     status: Status
     evidence: tuple[str, ...]
 
+    def finding(self, limit: int = 3) -> str:
+        """What was found, for a person reading why: the evidence (not the rule, which
+        says what should have been found); the rule only when there is no evidence."""
+        shown = "; ".join(self.evidence[:limit])
+        more = len(self.evidence) - limit
+        if more > 0:
+            shown += f"; and {more} more"
+        return shown or f"expected: {self.rule}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

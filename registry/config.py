@@ -36,6 +36,22 @@ class HTTPConfig(_Section):
     )
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     shutdown_timeout: float = Field(10.0, ge=0)
+    header_timeout: float = Field(
+        20.0, gt=0, description="seconds a client has to send a request's headers"
+    )
+    idle_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="seconds a client may send nothing while its body is awaited, or take "
+        "nothing of a response; slow transfers that progress are never cut",
+    )
+    keepalive_timeout: float = Field(
+        60.0, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
+    max_connections_per_address: int = Field(
+        256, ge=1, description="open connections per client address and worker process"
+    )
+    max_connections: int = Field(10000, ge=1, description="open connections per worker process")
 
 
 PIPELINE_CONNECTIONS_PER_JOB = 4
@@ -88,11 +104,39 @@ class StorageConfig(_Section):
     buffer_wait: float = Field(
         30.0, gt=0, description="seconds an upload waits for buffer memory before a 503"
     )
+    timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a storage call may take (a read: until its first byte) before "
+        "the request gets a 503; longer than sending one S3 part takes",
+    )
+    idle_timeout: float = Field(
+        30.0, gt=0, description="seconds a blob read may wait for its next chunk"
+    )
+    probe_timeout: float = Field(2.0, gt=0, description="seconds /readyz waits for storage")
+    stall_cooldown: float = Field(
+        5.0,
+        ge=0,
+        description="seconds requests fail at once after a storage call missed its deadline, "
+        "before the store is tried again",
+    )
 
 
 class UploadConfig(_Section):
-    session_expiry: float = Field(24 * 3600, ge=60, description="seconds of inactivity")
+    session_expiry: float = Field(3600, ge=60, description="seconds of inactivity")
+    empty_session_expiry: float = Field(
+        600, ge=60, description="seconds a session that never received a byte is kept"
+    )
+    expire_interval: float = Field(
+        60, ge=1, description="how often each worker looks for expired sessions"
+    )
     lease_seconds: float = Field(60, ge=5, description="how long a request owns a session")
+    max_sessions_per_principal: int = Field(
+        200, ge=1, description="open upload sessions one user or robot may have (429 beyond)"
+    )
+    max_sessions_per_repository: int = Field(
+        1000, ge=1, description="open upload sessions per repository (429 beyond)"
+    )
 
 
 class GCConfig(_Section):
@@ -155,6 +199,12 @@ class NamespaceRule(_Section):
         "still serves (exact media types, or patterns like application/vnd.example.*); "
         "signatures, attestations and SBOMs about an image need no entry",
     )
+    vuln_max_age_days: int | None = Field(
+        None,
+        ge=1,
+        description="admit only images checked against vulnerability data at most this many "
+        "days old (since the last successful zoll vulndb import); without data, none",
+    )
 
 
 class UpstreamCredentials(_Section):
@@ -181,6 +231,36 @@ class PullThroughRule(_Section):
     )
 
 
+class QuotaRule(_Section):
+    """How many bytes each user or robot may push into repositories under `prefix`."""
+
+    prefix: str = Field(..., description='repository name prefix, e.g. "team-a/"; "" = all')
+    bytes_per_principal: int = Field(..., ge=0, description="blob bytes each principal may push")
+
+
+class AnalysisConfig(_Section):
+    """What analysing one image may cost, and one pusher's images per hour (a layer that
+    expands 840-fold within the other limits must not cost the pipeline minutes)."""
+
+    max_seconds: float = Field(300.0, gt=0, description="wall-clock seconds per image")
+    max_expanded_bytes: int = Field(
+        16 * 1024**3, ge=1, description="decompressed layer bytes per image"
+    )
+    max_ratio: int = Field(
+        100, ge=2, description="decompressed / compressed bytes of a layer past ratio_floor"
+    )
+    ratio_floor: int = Field(
+        256 * 1024**2, ge=0, description="bytes a layer may expand to before max_ratio counts"
+    )
+    max_entries: int = Field(1_000_000, ge=1, description="tar entries per image")
+    pusher_seconds_per_hour: float = Field(
+        3600.0, gt=0, description="analysis seconds the images of one pusher may take per hour"
+    )
+    pusher_expanded_bytes_per_hour: int = Field(
+        64 * 1024**3, ge=1, description="decompressed bytes of one pusher's images per hour"
+    )
+
+
 class PipelineConfig(_Section):
     enabled: bool = True
     concurrency: int = Field(2, ge=1, le=64, description="pipeline jobs per worker process")
@@ -190,6 +270,7 @@ class PipelineConfig(_Section):
     reevaluate_interval: float = Field(
         3600, ge=1, description="how often to look for changed policies or vulnerability data"
     )
+    analysis: AnalysisConfig = AnalysisConfig()
     synchronous_commit: bool = Field(
         False,
         description="true: pipeline jobs wait for every commit to reach the disk, as pushes "
@@ -246,6 +327,12 @@ class AuthConfig(_Section):
     )
     public_metrics: bool = Field(False, description="serve /metrics without credentials")
     limits: RateLimitConfig = RateLimitConfig()
+    denial_window: float = Field(
+        60.0, gt=0, description="seconds over which repeated refusals become one audit event"
+    )
+    denial_events: int = Field(
+        100, ge=1, description="refusal events per window and worker before they are only counted"
+    )
 
 
 class PeerConfig(_Section):
@@ -325,6 +412,9 @@ class Config(_Section):
     charts: ChartsConfig = ChartsConfig()
     namespaces: list[NamespaceRule] = Field(default_factory=list)
     pull_through: list[PullThroughRule] = Field(default_factory=list)
+    quotas: list[QuotaRule] = Field(
+        default_factory=list, description="per-principal storage quotas per namespace"
+    )
     auth: AuthConfig = AuthConfig()
     federation: FederationConfig = FederationConfig()
     delete_enabled: bool = True
@@ -336,6 +426,9 @@ class Config(_Section):
         prefixes = [rule.prefix for rule in self.namespaces]
         if len(set(prefixes)) != len(prefixes):
             raise ValueError("namespaces: each prefix may appear once")
+        quota_prefixes = [rule.prefix for rule in self.quotas]
+        if len(set(quota_prefixes)) != len(quota_prefixes):
+            raise ValueError("quotas: each prefix may appear once")
         s3 = self.storage.s3
         if s3.endpoint and bool(s3.access_key) != bool(s3.secret_key):
             raise ValueError("storage.s3.access_key and secret_key must be set together")
@@ -369,6 +462,11 @@ class Config(_Section):
             if repository.startswith(rule.prefix) and len(repository) > len(rule.prefix):
                 return rule
         return None
+
+    def quota(self, repository: str) -> QuotaRule | None:
+        """The quota rule with the longest prefix matching `repository`, if any."""
+        matching = [q for q in self.quotas if repository.startswith(q.prefix)]
+        return max(matching, key=lambda q: len(q.prefix), default=None)
 
     def namespace(self, repository: str) -> NamespaceRule:
         """The rule with the longest prefix matching `repository` (default: evaluate, no

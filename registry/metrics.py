@@ -22,6 +22,16 @@ DIGEST_MISMATCHES = Counter("zoll_upload_digest_mismatches_total", "Uploads refu
 GC_DELETED = Counter("zoll_gc_deleted_total", "Objects removed by garbage collection", ["kind"])
 GC_RUNS = Counter("zoll_gc_runs_total", "Garbage collection runs")
 UPLOADS_EXPIRED = Counter("zoll_uploads_expired_total", "Upload sessions expired")
+VULN_RECORDS = Gauge(
+    "zoll_vulnerability_data_records",
+    "OSV records loaded (0: known vulnerabilities are not checked)",
+    multiprocess_mode="livemax",
+)
+VULN_AGE = Gauge(
+    "zoll_vulnerability_data_age_seconds",
+    "Seconds since the last successful OSV import (+Inf: never, or no records)",
+    multiprocess_mode="livemax",
+)
 BUDGET_BYTES = Gauge(
     "zoll_upload_buffer_bytes", "Upload bytes held in memory", multiprocess_mode="livesum"
 )
@@ -47,4 +57,9 @@ FEDERATION_WITNESSES = Gauge(
     "zoll_federation_checkpoint_cosignatures",
     "Witness cosignatures on this node's latest cosigned checkpoint",
     multiprocess_mode="max",
+)
+CONNECTIONS_CLOSED = Counter(
+    "zoll_http_connections_closed_total",
+    "Connections refused or cut: header_timeout, idle_timeout, per_address, max_connections",
+    ["reason"],
 )

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
+import resource
+import select
 import signal
 import socket
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
-from registry import local_service
+from registry import local_service, supervision
 from registry.auth.bootstrap import ensure_admin
 from registry.config import Config
 from registry.db.migrate import migrate
@@ -29,9 +34,11 @@ from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.gc import collect
 from registry.http.app import build_app
+from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
-from registry.processes import alive
+from registry.metrics import UPLOADS_EXPIRED
+from registry.processes import die_with_parent
 from registry.service import close_registry, open_registry
 
 log = get_logger("zoll.server")
@@ -55,6 +62,7 @@ class Supervisor:
         self.config = config
         self._postgres: EmbeddedPostgres | None = None
         self._seaweed: EmbeddedSeaweed | None = None
+        self._retry_at: dict[str, float] = {}
 
     def start_backends(self) -> Config:
         """Start what is not configured externally; return the effective config."""
@@ -79,6 +87,37 @@ class Supervisor:
             )
         return config
 
+    def check_backends(self, states: dict[str, str], publish: Callable[[], None]) -> None:
+        """Restart an embedded backend whose process died (killed, crashed), with the same
+        data and address, so workers reconnect by themselves. `states` (what /readyz
+        shows) says `restarting` while it happens; `publish` makes that visible first."""
+        backends: list[tuple[str, EmbeddedPostgres | EmbeddedSeaweed | None]] = [
+            ("postgres", self._postgres),
+            ("seaweedfs", self._seaweed),
+        ]
+        now = time.monotonic()
+        for name, backend in backends:
+            if backend is None:
+                continue
+            if backend.running():
+                if states.get(name) != "ok":
+                    states[name] = "ok"
+                continue
+            if now < self._retry_at.get(name, 0.0):
+                continue
+            log.error("embedded backend died; restarting it", backend=name)
+            states[name] = "restarting: its process died"
+            publish()
+            try:
+                backend.restart()
+            except Exception as exc:  # try again after a pause; /readyz says why
+                log.exception("embedded backend did not restart", backend=name)
+                states[name] = f"down: restart failed ({exc}); retrying"
+                self._retry_at[name] = now + 5.0
+            else:
+                log.info("embedded backend restarted", backend=name)
+                states[name] = "ok"
+
     def stop_backends(self) -> None:
         if self._seaweed is not None:
             self._seaweed.stop()
@@ -96,8 +135,12 @@ async def _prepare(config: Config) -> str | None:
             applied = await migrate(conn)
         if applied:
             log.info("migrations applied", versions=[m.version for m in applied])
+        jobs, uploads = await _release_orphans(pool)
+        if jobs or uploads:
+            log.info("released a crashed run's claims", jobs_requeued=jobs, uploads=uploads)
         if config.pipeline.enabled:
             await _repair(config, pool)
+            await _warn_about_vulnerability_data(config, pool)
         if config.auth.enabled and config.auth.bootstrap_admin:
             return await ensure_admin(pool, config.auth.scrypt_log2_n)
         return None
@@ -105,9 +148,19 @@ async def _prepare(config: Config) -> str | None:
         await pool.close()
 
 
+async def _warn_about_vulnerability_data(config: Config, pool: Any) -> None:
+    """Images judged without vulnerability data pass with no CVE check: say so at start."""
+    from policy.vuln import VulnStore
+    from registry.pipeline.vulndata import vuln_data
+
+    data = await vuln_data(VulnStore(pool))
+    for warning in data.warnings(config.namespaces):
+        log.warning(warning, vulnerability_data=data.to_json())
+
+
 async def _repair(config: Config, pool: Any) -> None:
     """Attestations signed but not logged when the last run died get logged now; jobs
-    whose worker died are queued again."""
+    whose lease ran out are queued again."""
     from attest.servicekeys import ServiceKeyring
     from attest.tlog.store import TransparencyLog
     from registry.pipeline.jobs import JobQueue
@@ -118,9 +171,7 @@ async def _repair(config: Config, pool: Any) -> None:
     )
     try:
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
-        jobs = JobQueue(pool)
-        requeued = await jobs.requeue_expired()
-        requeued += await jobs.requeue_orphans(socket.gethostname(), alive)
+        requeued = await JobQueue(pool).requeue_expired()
         log.info("repaired", log=str(report), jobs_requeued=requeued)
     finally:
         keyring.close()
@@ -151,6 +202,24 @@ async def _background(registry_config: Config, registry: Any, stopping: asyncio.
             log.exception("gc failed")
 
 
+async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
+    """Idle upload sessions go within a minute of their expiry, not at the next GC."""
+    interval = registry.config.uploads.expire_interval
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
+        if stopping.is_set():
+            return
+        try:
+            expired = await registry.uploads.expire()
+        except Exception:  # the database may be away: next round
+            log.exception("upload expiry failed")
+            continue
+        if expired:
+            UPLOADS_EXPIRED.inc(expired)
+            log.info("upload sessions expired", count=expired)
+
+
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One HTTP worker: its own pool and driver, serving on the shared socket."""
     from registry.pipeline.services import PipelineServices
@@ -158,15 +227,21 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     registry = await open_registry(config, run_migrations=False)
     services = await PipelineServices.open(registry)
     app = build_app(registry, services)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.http.shutdown_timeout)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.http.shutdown_timeout,
+        keepalive_timeout=config.http.keepalive_timeout,
+    )
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = GuardedSite(runner, sock, config.http)
     await site.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     background = asyncio.create_task(_background(config, registry, stopping))
+    expiry = asyncio.create_task(_expire_uploads(registry, stopping))
     pipeline = None
     if config.pipeline.enabled:
         from registry.pipeline.runner import PipelineRunner
@@ -183,9 +258,10 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     try:
         await stopping.wait()
     finally:
-        background.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
+        for task in (background, expiry):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if federation is not None:
             await federation.stop()
         if pipeline is not None:
@@ -193,6 +269,15 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
         await runner.cleanup()
         await services.aclose()
         await close_registry(registry)
+
+
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: take all the kernel allows this process
+    (the soft limit is often 1024), so connection limits, not the fd table, decide."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -206,6 +291,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _run_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     tune_malloc()
+    _raise_file_limit()
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -227,76 +313,224 @@ def run(
         password = asyncio.run(_prepare(effective))
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
+        # Bound but never listening: it keeps the port ours while no worker holds it
+        # (all restarting); the kernel hands connections only to listening sockets.
         sock = _listen_socket(effective.http.host, effective.http.port)
         port = sock.getsockname()[1]
-        workers = effective.http.workers
 
-        def ready(config: Config, port: int) -> None:
-            url = local_service.base_url(config.http.host, port)
-            service = local_service.LocalService(url, os.getpid(), config.auth.enabled)
-            local_service.announce(config.data_dir, service)
-            on_ready(config, port)
+        def ready() -> None:
+            url = local_service.base_url(effective.http.host, port)
+            service = local_service.LocalService(url, os.getpid(), effective.auth.enabled)
+            local_service.announce(effective.data_dir, service)
+            on_ready(effective, port)
 
-        if workers == 1:
-            sock.listen(1024)
-            _run_worker(effective, sock, lambda: ready(effective, port))
-            return 0
-        return _run_forked(effective, sock, port, workers, ready)
+        try:
+            return WorkerPool(effective, port, supervisor).run(ready)
+        finally:
+            sock.close()
     finally:
         local_service.withdraw(config.data_dir, os.getpid())
+        supervision.remove(config.data_dir)
         supervisor.stop_backends()
 
 
-def _run_forked(
-    config: Config,
-    parent_sock: socket.socket,
-    port: int,
-    workers: int,
-    on_ready: Callable[[Config, int], None],
-) -> int:
-    read_fd, write_fd = os.pipe()
-    children: list[int] = []
-    for _ in range(workers):
+RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+"""Seconds before a dead worker is replaced, growing with each death in a row."""
+STEADY_SECONDS = 60.0
+"""A worker that lived this long resets the back-off."""
+START_ATTEMPTS = 5
+"""Workers that die before any has ever become ready: the start itself is broken."""
+TICK = 0.5
+
+
+class WorkerPool:
+    """`http.workers` forked worker processes sharing the port, watched by the supervisor:
+    a worker that dies is replaced after a back-off, its job claims and upload leases are
+    released at once, and the embedded backends stay up meanwhile (and are restarted if
+    they die). Only SIGINT/SIGTERM, or a start that never works, end it."""
+
+    def __init__(self, config: Config, port: int, supervisor: Supervisor) -> None:
+        self.config = config
+        self.port = port
+        self.supervisor = supervisor
+        self.wanted = config.http.workers
+        self.children: dict[int, float] = {}
+        """Worker pid → when it was forked (monotonic)."""
+        self.ready: set[int] = set()
+        self.ever_ready = False
+        self.deaths_in_a_row = 0
+        self.start_failures = 0
+        self.respawns: list[float] = []
+        self.stopping = False
+        self.exit_code = 0
+        self.orphans_pending = False
+        self.status = supervision.SupervisorStatus(os.getpid(), self.wanted)
+        self._written: str | None = None
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+
+    def spawn(self) -> None:
         pid = os.fork()
         if pid == 0:  # worker
-            os.close(read_fd)
-            parent_sock.close()
-            sock = _listen_socket(config.http.host, port)
-            sock.listen(1024)
             code = 0
-
-            def signal_ready() -> None:
-                os.write(write_fd, b".")
-
             try:
-                _run_worker(config, sock, signal_ready)
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler is not ours
+                die_with_parent()
+                os.close(self._read_fd)
+                sock = _listen_socket(self.config.http.host, self.port)
+                sock.listen(1024)
+                me = f"{os.getpid()}\n".encode()
+
+                def signal_ready() -> None:
+                    os.write(self._write_fd, me)
+
+                _run_worker(self.config, sock, signal_ready)
             except BaseException:
                 log.exception("worker failed")
                 code = 1
             finally:
                 os._exit(code)
-        children.append(pid)
-    os.close(write_fd)
-    parent_sock.close()
-    started = 0
-    while started < workers:
-        chunk = os.read(read_fd, workers)
-        if not chunk:
-            break
-        started += len(chunk)
-    if started == workers:
-        on_ready(config, port)
+        self.children[pid] = time.monotonic()
 
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
+    def run(self, on_ready: Callable[[], None]) -> int:
+        def stop(signum: int, _frame: object) -> None:
+            self.stopping = True
+            self.respawns.clear()
+            for child in self.children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    status = 0
-    for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
-    os.close(read_fd)
-    return 0 if status in (0, -signal.SIGINT, -signal.SIGTERM) else 1
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for _ in range(self.wanted):
+            self.spawn()
+        announced = False
+        try:
+            while self.children or not self.stopping:
+                self._wait_for_ready()
+                self._reap()
+                if self.stopping:
+                    continue
+                self.supervisor.check_backends(self.status.backends, self._publish)
+                self._release_orphans()
+                self._respawn_due()
+                self._publish()
+                if not announced and len(self.ready) >= self.wanted:
+                    announced = True  # after the status says so: /readyz agrees at once
+                    on_ready()
+        finally:
+            os.close(self._read_fd)
+            os.close(self._write_fd)
+        return self.exit_code
+
+    def _wait_for_ready(self) -> None:
+        readable, _, _ = select.select([self._read_fd], [], [], TICK)
+        if not readable:
+            return
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            for line in os.read(self._read_fd, 4096).split():
+                pid = int(line)
+                if pid in self.children:
+                    self.ready.add(pid)
+                    self.ever_ready = True
+
+    def _reap(self) -> None:
+        for pid in list(self.children):
+            try:
+                done, code = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, code = pid, 0
+            if done == 0:
+                continue
+            started = self.children.pop(pid)
+            was_ready = pid in self.ready
+            self.ready.discard(pid)
+            _forget_metrics(pid)
+            if self.stopping:
+                status = os.waitstatus_to_exitcode(code)
+                if status not in (0, -signal.SIGINT, -signal.SIGTERM):
+                    self.exit_code = 1
+                continue
+            self._died(pid, code, time.monotonic() - started, was_ready)
+
+    def _died(self, pid: int, code: int, lived: float, was_ready: bool) -> None:
+        self.orphans_pending = True
+        if lived >= STEADY_SECONDS:
+            self.deaths_in_a_row = 0
+        delay = RESTART_DELAYS[min(self.deaths_in_a_row, len(RESTART_DELAYS) - 1)]
+        self.deaths_in_a_row += 1
+        if not self.ever_ready and not was_ready:
+            self.start_failures += 1
+            if self.start_failures >= START_ATTEMPTS:
+                log.error("workers keep failing to start; stopping", attempts=START_ATTEMPTS)
+                self.exit_code = 1
+                self.stopping = True
+                for child in self.children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGTERM)
+                return
+        log.error(
+            "worker died; starting another",
+            pid=pid,
+            exit=os.waitstatus_to_exitcode(code),
+            lived_seconds=round(lived, 1),
+            restart_in=delay,
+        )
+        self.respawns.append(time.monotonic() + delay)
+
+    def _release_orphans(self) -> None:
+        """A dead worker's job claims and upload leases end now, not when their leases run
+        out; retried every tick while the database cannot be reached."""
+        if not self.orphans_pending:
+            return
+        try:
+            jobs, uploads = asyncio.run(_released_orphans(self.config))
+        except Exception as exc:  # the database may be down too: try again next tick
+            log.warning("cannot release the dead worker's claims yet", error=str(exc))
+            return
+        self.orphans_pending = False
+        log.info("released a dead worker's claims", jobs_requeued=jobs, uploads_released=uploads)
+
+    def _respawn_due(self) -> None:
+        now = time.monotonic()
+        due = [t for t in self.respawns if t <= now]
+        self.respawns = [t for t in self.respawns if t > now]
+        for _ in due:
+            self.spawn()
+
+    def _publish(self) -> None:
+        self.status.workers_running = len(self.ready)
+        text = json.dumps(asdict(self.status))
+        if text != self._written:
+            supervision.write(self.config.data_dir, self.status)
+            self._written = text
+
+
+def _forget_metrics(pid: int) -> None:
+    """A dead worker's live gauges (the upload buffer in use) must not count any more."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+async def _released_orphans(config: Config) -> tuple[int, int]:
+    assert config.database.dsn
+    async with asyncio.timeout(10):
+        pool = await create_pool(config.database.dsn, min_size=1, max_size=1, bulk=False)
+        try:
+            return await _release_orphans(pool)
+        finally:
+            await pool.close()
+
+
+async def _release_orphans(pool: Any) -> tuple[int, int]:
+    """Job claims and upload leases of this host's processes that no longer run."""
+    from registry.db import uploads as upload_sessions
+    from registry.pipeline.jobs import JobQueue
+
+    host = socket.gethostname()
+    jobs = await JobQueue(pool).requeue_orphans(host)
+    uploads = await upload_sessions.release_orphans(pool, host)
+    return jobs, uploads

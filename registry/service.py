@@ -12,6 +12,7 @@ from registry.oci.hashing import RESUMABLE
 from registry.storage.base import BlobDriver
 from registry.storage.budget import ByteBudget
 from registry.storage.filesystem import FilesystemDriver
+from registry.storage.guard import GuardedDriver
 from registry.storage.s3 import S3Driver
 from registry.uploads import UploadService
 
@@ -22,12 +23,16 @@ class StartupError(RuntimeError):
     """The service cannot start; the message says what to fix."""
 
 
-def make_driver(config: Config, budget: ByteBudget) -> BlobDriver:
+def make_driver(config: Config, budget: ByteBudget) -> GuardedDriver:
+    """The configured driver, with deadlines on every call (registry/storage/guard.py)."""
+    driver: BlobDriver
     if config.storage.driver == "filesystem":
-        return FilesystemDriver(config.blob_root)
-    if not config.storage.s3.endpoint:
+        driver = FilesystemDriver(config.blob_root)
+    elif not config.storage.s3.endpoint:
         raise StartupError("storage.s3.endpoint is required (or let `zoll serve` embed one)")
-    return S3Driver(config.storage.s3, budget)
+    else:
+        driver = S3Driver(config.storage.s3, budget)
+    return GuardedDriver(driver, config.storage)
 
 
 async def open_registry(config: Config, *, run_migrations: bool = True) -> Registry:
@@ -54,7 +59,7 @@ async def open_registry(config: Config, *, run_migrations: bool = True) -> Regis
     except BaseException:
         await pool.close()
         raise
-    uploads = UploadService(pool, driver, budget, config.uploads)
+    uploads = UploadService(pool, driver, budget, config.uploads, settings=config)
     return Registry(config, pool, driver, budget, uploads, auth)
 
 

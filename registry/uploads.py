@@ -19,7 +19,9 @@ from typing import Protocol
 
 import asyncpg
 
-from registry.config import UploadConfig
+from registry import quotas
+from registry.audit.context import current_actor
+from registry.config import Config, UploadConfig
 from registry.db import blobs as blob_rows
 from registry.db import uploads as sessions
 from registry.logs import get_logger
@@ -71,17 +73,47 @@ class UploadService:
         driver: BlobDriver,
         budget: ByteBudget,
         config: UploadConfig,
+        *,
+        settings: Config | None = None,
     ) -> None:
         self.pool = pool
         self.driver = driver
         self.budget = budget
         self.config = config
+        self.settings = settings
+        """The whole configuration, for storage quotas (none: no quotas)."""
+
+    async def _allowance(self, name: str) -> quotas.Allowance | None:
+        """The calling principal's storage quota in `name`'s namespace, refused at once
+        when it is used up."""
+        if self.settings is None or not self.settings.quotas:
+            return None
+        allowance = await quotas.allowance(
+            self.pool, self.settings, current_actor().quota_holder(), name
+        )
+        if allowance is not None and allowance.remaining == 0:
+            raise allowance.exceeded(0)
+        return allowance
 
     async def start(self, name: str) -> UploadState:
-        """Open a session. The row comes first, so storage never holds upload data that
-        the GC sweep could mistake for abandoned."""
+        """Open a session (a client's POST), within the caps on open sessions per
+        principal and per repository. The row comes first, so storage never holds upload
+        data that the GC sweep could mistake for abandoned."""
+        await self._allowance(name)
         session_id = uuid.uuid4()
-        await sessions.create(self.pool, name, [session_id], {})
+        try:
+            await sessions.open_capped(
+                self.pool,
+                name,
+                session_id,
+                current_actor().quota_holder(),
+                self.config.max_sessions_per_principal,
+                self.config.max_sessions_per_repository,
+            )
+        except sessions.TooManySessions as exc:
+            raise RegistryError(
+                ErrorCode.TOOMANYREQUESTS, str(exc), headers={"Retry-After": "30"}
+            ) from None
         try:
             state = await self.driver.begin_upload(str(session_id))
         except BaseException:
@@ -121,13 +153,16 @@ class UploadService:
         self, name: str, raw_id: str, body: ByteSource, content_range: tuple[int, int] | None
     ) -> UploadState:
         """PATCH: add a chunk; `content_range` (inclusive) must start where the upload ends."""
+        allowance = await self._allowance(name)
         session = await self._lease(name, raw_id)
         try:
             if content_range is not None and content_range[0] != session.size:
                 raise _out_of_order(session)
             writer, hasher = await self._resume(session)
             try:
-                received = await self._receive(session.id, body, writer, hasher)
+                received = await self._receive(
+                    session.id, body, writer, hasher, allowance, session.size
+                )
             except BaseException:
                 await _quietly(writer.close())  # the saved state still holds
                 raise
@@ -154,6 +189,7 @@ class UploadService:
         content_range: tuple[int, int] | None,
     ) -> blob_rows.BlobInfo:
         """PUT: take the last chunk (if any), verify the digest, publish the blob."""
+        allowance = await self._allowance(name) if body is not None else None
         session = await self._lease(name, raw_id)
         try:
             if content_range is not None and content_range[0] != session.size:
@@ -168,7 +204,7 @@ class UploadService:
             writer, hasher = await self._resume(session, algorithm)
             if body is not None:
                 try:
-                    await self._receive(session.id, body, writer, hasher)
+                    await self._receive(session.id, body, writer, hasher, allowance, session.size)
                 except BaseException:
                     await _quietly(writer.close())
                     raise
@@ -190,6 +226,7 @@ class UploadService:
         pipeline made. A session row all the same, so GC knows the bytes are wanted; it
         is created leased to this call and ended by the transaction that publishes the
         blob (two statements instead of a start, a lease and a delete)."""
+        allowance = await self._allowance(name)
         session_id = uuid.uuid4()
         await sessions.create(
             self.pool, name, [session_id], {}, lease_seconds=self.config.lease_seconds
@@ -202,7 +239,7 @@ class UploadService:
             writer = await self.driver.resume_upload(str(session_id), state, 0)
             checked = getattr(body, "verifies", None) == digest
             hasher = None if checked else ResumableHasher(digest.algorithm)
-            await self._receive(session_id, body, writer, hasher)
+            await self._receive(session_id, body, writer, hasher, allowance)
             return await self._publish(name, digest, writer, hasher, session_id)
         except BaseException:
             await self._drop({session_id: writer})
@@ -260,8 +297,11 @@ class UploadService:
         body: ByteSource,
         writer: UploadWriter,
         hasher: ResumableHasher | None,
+        allowance: quotas.Allowance | None = None,
+        already: int = 0,
     ) -> int:
-        """Pump the body while keeping the session lease alive."""
+        """Pump the body while keeping the session lease alive; refused once the upload
+        (`already` bytes from earlier requests + this body) exceeds the allowance."""
 
         async def keep_lease() -> None:
             while True:
@@ -270,14 +310,19 @@ class UploadService:
 
         keeper = asyncio.create_task(keep_lease())
         try:
-            return await self._pump(body, writer, hasher)
+            return await self._pump(body, writer, hasher, allowance, already)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
     async def _pump(
-        self, body: ByteSource, writer: UploadWriter, hasher: ResumableHasher | None
+        self,
+        body: ByteSource,
+        writer: UploadWriter,
+        hasher: ResumableHasher | None,
+        allowance: quotas.Allowance | None = None,
+        already: int = 0,
     ) -> int:
         """Copy the body into `writer`, hashing on the way (unless the body verifies
         itself); return the bytes received.
@@ -309,6 +354,8 @@ class UploadService:
                 if not chunk:
                     break
                 total += len(chunk)
+                if allowance is not None and already + total > allowance.remaining:
+                    raise allowance.exceeded(already + total)
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= CHUNK:
@@ -365,7 +412,9 @@ class UploadService:
     async def expire(self) -> int:
         """Discard sessions idle past the configured expiry; return how many."""
         count = 0
-        for session in await sessions.expired(self.pool, self.config.session_expiry):
+        for session in await sessions.expired(
+            self.pool, self.config.session_expiry, self.config.empty_session_expiry
+        ):
             await _quietly(self.driver.discard_upload(str(session.id), session.driver_state))
             await sessions.delete(self.pool, session.id)
             count += 1

@@ -74,6 +74,18 @@ class LogRecord:
     def leaf_hash(self) -> bytes:
         return leaf_hash(self.leaf_data())
 
+    @property
+    def subject(self) -> tuple[str, str] | None:
+        """(repository, digest) of the image an entry without an attestation row is about
+        (its body's `subject`), stored with the leaf so an image's entries can be listed;
+        attestation entries are found through their attestation row."""
+        found = self.body.get("subject") if self.attestation_id is None else None
+        if isinstance(found, dict):
+            repository, digest = found.get("repository"), found.get("digest")
+            if isinstance(repository, str) and isinstance(digest, str):
+                return repository, digest
+        return None
+
 
 def attestation_record(envelope: Envelope, attestation_id: int | None = None) -> LogRecord:
     """The entry for one of Zoll's signed attestations."""

@@ -211,7 +211,7 @@ class TransparencyLog:
             raise LogCorrupt(
                 f"stored subtrees of {self.origin} do not fold to its root at {head.size}"
             )
-        leaves: list[tuple[int, bytes, str, bytes, int | None]] = []
+        leaves: list[tuple[int, bytes, str, bytes, int | None, str | None, str | None]] = []
         nodes: list[tuple[NodeID, bytes]] = []
         entries = []
         for record in records:
@@ -224,16 +224,28 @@ class TransparencyLog:
                 self.origin, index, record.body, _leaf(data), None, record.attestation_id
             )
             nodes.extend(tree.append(entry.leaf_hash))
-            leaves.append((index, entry.leaf_hash, record.kind, data, record.attestation_id))
+            about = record.subject
+            leaves.append(
+                (
+                    index,
+                    entry.leaf_hash,
+                    record.kind,
+                    data,
+                    record.attestation_id,
+                    about[0] if about else None,
+                    about[1] if about else None,
+                )
+            )
             entries.append(entry)
             if record.attestation_id is not None:
                 known[record.attestation_id] = entry
         if not leaves:
             return entries
         now: datetime = await conn.fetchval(
-            """INSERT INTO tlog_leaves (log_id, idx, leaf_hash, kind, body, attestation_id)
+            """INSERT INTO tlog_leaves (log_id, idx, leaf_hash, kind, body, attestation_id,
+                                        subject_repository, subject_digest)
                SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::bytea[],
-                                        $6::bigint[])
+                                        $6::bigint[], $7::text[], $8::text[])
                RETURNING integrated_at""",
             head.log_id,
             *map(list, zip(*leaves, strict=True)),
@@ -253,7 +265,7 @@ class TransparencyLog:
             tree.size,
             tree.root(),
         )
-        logged = [(i, a) for i, _, _, _, a in leaves if a is not None]
+        logged = [(i, a) for i, _, _, _, a, _, _ in leaves if a is not None]
         if logged:
             updated = await conn.execute(
                 """UPDATE attestations a SET status = 'logged', log_id = $1, log_index = u.idx,
@@ -314,6 +326,34 @@ class TransparencyLog:
                 min(limit, 1000),
             )
         return [self._entry(r) for r in rows]
+
+    async def _about(self, columns: str, repository: str, digest: str) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            log_id = await self._id(conn)
+            return await conn.fetch(
+                f"""SELECT {columns} FROM tlog_leaves l
+                    WHERE l.log_id = $1 AND l.subject_repository = $2 AND l.subject_digest = $3
+                    UNION
+                    SELECT {columns} FROM attestations a JOIN tlog_leaves l
+                      ON l.log_id = a.log_id AND l.idx = a.log_index
+                    WHERE a.log_id = $1 AND a.repository = $2 AND a.subject_digest = $3
+                    ORDER BY idx""",  # noqa: S608 - fixed column lists
+                log_id,
+                repository,
+                digest,
+            )
+
+    async def entries_about(self, repository: str, digest: str) -> list[LogEntry]:
+        """Every entry about one image, in log order: its attestations (through their
+        attestation rows) and the other statements that name it (admission decisions)."""
+        rows = await self._about(
+            "l.idx, l.leaf_hash, l.body, l.attestation_id, l.integrated_at", repository, digest
+        )
+        return [self._entry(r) for r in rows]
+
+    async def indexes_about(self, repository: str, digest: str) -> list[int]:
+        """The indexes of `entries_about`, without reading the entries."""
+        return [r["idx"] for r in await self._about("l.idx", repository, digest)]
 
     async def _nodes(self, conn: Conn, log_id: int, ids: set[NodeID]) -> dict[NodeID, bytes]:
         leaves = sorted(n.index for n in ids if n.level == 0)

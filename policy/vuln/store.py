@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -411,6 +412,16 @@ class VulnStore:
         """The current data version; record it with results, re-evaluate when it changes."""
         async with self.pool.acquire() as conn:
             return await fp.current(conn)
+
+    async def last_import(self) -> datetime | None:
+        """When the last OSV import finished without error: how current the data is (an
+        import that changed nothing still proves it was current then)."""
+        async with self.pool.acquire() as conn:
+            found: datetime | None = await conn.fetchval(
+                """SELECT max(finished_at) FROM vuln_imports
+                   WHERE kind = 'osv' AND error IS NULL AND finished_at IS NOT NULL"""
+            )
+        return found
 
     async def recent_imports(self, limit: int = 10) -> list[dict[str, Any]]:
         """The latest import runs, newest first (for `zoll vulndb status`)."""

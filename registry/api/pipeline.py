@@ -41,6 +41,11 @@ class ImageStatus(BaseModel):
     fingerprint: str | None = None
     updated_at: datetime
     events: list[StageEvent]
+    warnings: list[str] = []
+    """What was not checked (no vulnerability data, …), from the latest scan."""
+    log_indexes: list[int] = []
+    """Transparency-log entries about the image (attestations, admission decisions); with
+    their proofs at `/api/v1/images/{name}@{digest}/log`."""
 
 
 class Document(BaseModel):
@@ -102,6 +107,7 @@ async def image_status(request: web.Request) -> ImageStatus:
     name = row["repository"]
     rule = registry_of(request).config.namespace(name)
     events = await status.events(registry_of(request).pool, name, row["digest"])
+    indexes = await services_of(request).log.indexes_about(name, row["digest"])
     return ImageStatus(
         repository=name,
         digest=row["digest"],
@@ -119,6 +125,15 @@ async def image_status(request: web.Request) -> ImageStatus:
             StageEvent(stage=e["stage"], outcome=e["outcome"], at=e["at"], detail=e["detail"])
             for e in events
         ],
+        log_indexes=indexes,
+        warnings=next(
+            (
+                (e["detail"] or {}).get("warnings", [])
+                for e in reversed(events)
+                if e["stage"] == "scan"
+            ),
+            [],
+        ),
     )
 
 

@@ -19,6 +19,11 @@ class Actor:
     source: str | None = None
     request_id: str | None = None
 
+    def quota_holder(self) -> str | None:
+        """The name upload limits and storage quotas are counted under: users and robots;
+        None for anonymous callers and the service's own work (mirrors, the pipeline)."""
+        return self.name if self.kind in ("user", "robot") else None
+
 
 SYSTEM = Actor("system", "system")
 _CURRENT: ContextVar[Actor] = ContextVar("zoll_audit_actor", default=SYSTEM)

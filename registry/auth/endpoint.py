@@ -49,6 +49,9 @@ def grantable(caller: Caller, scopes: list[ResourceScope]) -> list[ResourceScope
         else:
             continue
         wanted = sorted(allowed) if "*" in scope.actions else scope.actions
+        if "push" in wanted and "push" not in allowed and "attest" in allowed:
+            # Clients ask for push to upload signatures; attesters get what they may do.
+            wanted = tuple(dict.fromkeys("attest" if a == "push" else a for a in wanted))
         granted = tuple(a for a in wanted if a in allowed)
         if granted:
             out.append(ResourceScope(scope.type, scope.name, granted))
@@ -122,6 +125,7 @@ async def token_get(request: web.Request) -> web.StreamResponse:
             {"WWW-Authenticate": f'Basic realm="{service.config.service}"'},
         )
     except RateLimited as exc:
+        await service.denials.refused("rate_limited", "login", detail={"path": "/token"})
         return _oci_error(429, "TOOMANYREQUESTS", exc.what, {"Retry-After": str(exc.retry_after)})
     token, expires_in, issued_at, _ = await _issue(service, caller, scopes)
     return _json(
@@ -180,6 +184,7 @@ async def token_post(request: web.Request) -> web.StreamResponse:
     except LoginFailed:
         return _oauth_error(400, "invalid_grant", "invalid credentials")
     except RateLimited as exc:
+        await service.denials.refused("rate_limited", "login", detail={"path": "/token"})
         return _oauth_error(429, "slow_down", exc.what, {"Retry-After": str(exc.retry_after)})
     caller = Caller(principal, await service.effective_grants(principal), "basic")
     token, expires_in, issued_at, granted = await _issue(service, caller, scopes)

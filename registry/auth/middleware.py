@@ -52,7 +52,9 @@ def challenge_scope(accesses: list[Access]) -> str:
             continue
         if access.type == "repository":
             extra = (
-                ["pull", "push"] if access.action in ("pull", "push") else ["pull", access.action]
+                ["pull", "push"]
+                if access.action in ("pull", "push", "attest")
+                else ["pull", access.action]
             )
         elif access.name == "catalog":
             extra = ["*"]
@@ -169,6 +171,43 @@ def _optional_mount(
     return request.clone(rel_url=request.rel_url.with_query(query)), rest
 
 
+async def _audit(
+    service: AuthService,
+    request: web.Request,
+    reason: str,
+    wanted: Access | str,
+    message: str | None = None,
+) -> None:
+    """Leave the refusal in the audit log (grouped and bounded: registry/auth/denials.py)."""
+    detail: dict[str, object] = {"method": request.method, "path": request.path[:200]}
+    if message:
+        detail["message"] = message[:200]
+    repository = None
+    if isinstance(wanted, Access):
+        repository = wanted.name if wanted.type == "repository" else None
+        wanted = f"{wanted.type}:{wanted.name}:{wanted.action}"
+    await service.denials.refused(reason, wanted, repository=repository, detail=detail)
+
+
+def late_refusal(
+    request: web.Request, access: Access, denied: RegistryError
+) -> web.Response | None:
+    """For an access a handler finds it needs only once it has read the request (an
+    attester's manifest that is not attestation material needs push): None when the
+    caller may, `denied` raised when a signed-in caller may not, else the answer the
+    middleware would have given (a challenge for a token with the scope)."""
+    caller = request.get(CALLER)
+    service = registry_of(request).auth
+    if caller is None or service is None:
+        return None  # authentication is off: everything is allowed
+    verdict = decide(caller, [access]).verdict
+    if verdict is Verdict.ALLOW:
+        return None
+    if verdict is Verdict.DENY:
+        raise denied
+    return _refusal(service, request, verdict, access, [access])
+
+
 @web.middleware
 async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
     # Keep-alive requests share one task (and its context): rebind on every request.
@@ -203,10 +242,18 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     except LoginFailed:
         return _unauthorized(service, request, "invalid credentials")
     except BadAuthorization as exc:
+        await _audit(
+            service,
+            request,
+            "invalid_token" if exc.token else "bad_authorization",
+            "credentials",
+            exc.reason,
+        )
         return _unauthorized(
             service, request, exc.reason, error="invalid_token" if exc.token else None
         )
     except RateLimited as exc:
+        await _audit(service, request, "rate_limited", "login", exc.what)
         return _respond(
             request,
             429,
@@ -219,6 +266,9 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     decision = decide(caller, needs)
     if decision.verdict is not Verdict.ALLOW:
         assert decision.access is not None
+        if decision.verdict is not Verdict.CHALLENGE:  # a challenge is the protocol's first step
+            bind_actor(Actor(caller.name, caller.principal.kind, source, rid))
+            await _audit(service, request, decision.verdict.value, decision.access)
         if page:
             request[CALLER] = caller  # the error page shows who is signed in
             raise page_refusal(request, decision.verdict)  # rendered by the page middleware

@@ -23,13 +23,15 @@ EVERYTHING = "*"
 
 REPOSITORY_ACTIONS: dict[Role, frozenset[str]] = {
     "reader": frozenset({"pull"}),
-    "pusher": frozenset({"pull", "push"}),
+    "pusher": frozenset({"pull", "push", "attest"}),
     "attester": frozenset({"pull", "attest"}),
     "auditor": frozenset({"pull", "audit"}),
     "admin": frozenset({"pull", "push", "delete", "attest", "audit"}),
     "monitor": frozenset(),
 }
-"""What each role may do in the repositories of its namespace."""
+"""What each role may do in the repositories of its namespace. `attest` is pushing
+attestation material only (blobs, and manifests that are signatures, attestations or
+SBOMs of an image: `registry.http.v2.attestations`); `push` includes it."""
 
 REGISTRY_ACTIONS: dict[Role, frozenset[str]] = {
     "reader": frozenset({"catalog"}),

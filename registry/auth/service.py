@@ -26,6 +26,7 @@ from registry import audit
 from registry.auth import accounts, sessions
 from registry.auth.accounts import ANONYMOUS, Principal
 from registry.auth.caller import Caller
+from registry.auth.denials import DenialLog
 from registry.auth.keys import TokenKeyring
 from registry.auth.passwords import Hasher
 from registry.auth.ratelimit import BackOff, LoginThrottle
@@ -101,6 +102,7 @@ class AuthService:
                 limits.failed_logins, limits.lockout, limits.max_lockout, limits.failure_memory
             ),
         )
+        self.denials = DenialLog(pool, self.config.denial_window, self.config.denial_events)
         self._principals: dict[str, _Cached] = {}
         self._bearers: dict[str, tuple[Caller, float]] = {}
         self._effective: dict[int, tuple[Principal, Principal | None, Grants]] = {}

@@ -105,7 +105,11 @@ class TokenClaims:
     def permits(self, access: Access) -> bool:
         for scope in self.access:
             if scope.type == access.type and scope.name == access.name:
-                return access.action in scope.actions or "*" in scope.actions
+                return (
+                    access.action in scope.actions
+                    or "*" in scope.actions
+                    or (access.action == "attest" and "push" in scope.actions)
+                )
         return False
 
     def resource_actions(self, type_: str, name: str) -> tuple[str, ...]:

@@ -179,16 +179,18 @@ async def finalize_many(
 
 async def _link(conn: Conn, name: str, digests: Sequence[Digest]) -> None:
     """Link `digests` into repository `name` (created if new), in the caller's
-    transaction: one round trip when the repository exists."""
-    statement = """INSERT INTO repository_blobs (repository_id, digest)
-                   SELECT r.id, d FROM repositories r, unnest($2::text[]) AS d
+    transaction: one round trip when the repository exists. A user or robot pushing a
+    blob that was not linked yet is recorded as its pusher (storage quotas count it)."""
+    statement = """INSERT INTO repository_blobs (repository_id, digest, pushed_by)
+                   SELECT r.id, d, $3 FROM repositories r, unnest($2::text[]) AS d
                    WHERE r.name = $1
                    ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = now()
                    RETURNING 1"""
     texts = [str(d) for d in digests]
-    if texts and await conn.fetchval(statement, name, texts) is None:
+    pusher = audit.current_actor().quota_holder()
+    if texts and await conn.fetchval(statement, name, texts, pusher) is None:
         await repositories.ensure(conn, name)
-        await conn.execute(statement, name, texts)
+        await conn.execute(statement, name, texts, pusher)
 
 
 async def mount(pool: asyncpg.Pool, source: str, target: str, digest: Digest) -> BlobInfo | None:

@@ -28,13 +28,18 @@ class EmbeddedPostgres:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._server: Any = None
+        self._connections = DEFAULT_CONNECTIONS
         self.dsn = ""
 
     def start(self, connections: int = DEFAULT_CONNECTIONS) -> str:
         """Start (initialising the folder the first time) and allow at least
         `connections` clients; raising the limit restarts the server once."""
+        self._connections = connections
         self.folder.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(self.folder)
+        if _forget_dead_handles(self.folder) and self.running():
+            # pg_ctl daemonises the server, so it outlives a crashed `zoll serve`; with
+            # its holders gone it is adopted here and stopped with this run.
+            log.warning("adopting the embedded postgres a crashed run left running")
         admin = self._start_server()
         if asyncio.run(_allow_connections(admin, connections)):
             if self._sole_holder():
@@ -64,6 +69,20 @@ class EmbeddedPostgres:
     def _sole_holder(self) -> bool:
         return _holders(self.folder) == [os.getpid()]
 
+    def running(self) -> bool:
+        """Whether the server process (the postmaster) still runs."""
+        pid = postmaster_pid(self.folder)
+        return pid is not None and alive(pid)
+
+    def restart(self) -> None:
+        """Start again after the server died: same folder, same socket, same DSN."""
+        self.stop()
+        import pgserver
+
+        # pgserver keeps one handle per folder per process; the dead server's must go.
+        pgserver.PostgresServer._instances.pop(self.folder.resolve(), None)  # type: ignore[attr-defined]
+        self.start(self._connections)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
@@ -71,16 +90,27 @@ class EmbeddedPostgres:
             log.info("embedded postgres stopped")
 
 
-def _forget_dead_handles(folder: Path) -> None:
+def postmaster_pid(folder: Path) -> int | None:
+    """The server's pid from its `postmaster.pid` (a crashed server leaves it behind)."""
+    try:
+        first = (folder / "postmaster.pid").read_text().split("\n", 1)[0]
+        return int(first)
+    except (OSError, ValueError):
+        return None
+
+
+def _forget_dead_handles(folder: Path) -> bool:
     """pgserver stops PostgreSQL when the last process holding it exits, and remembers the
     holders in a file; a killed `zoll serve` stays listed forever, and the server would
-    then outlive every later run. Drop holders that no longer exist."""
+    then outlive every later run. Drop holders that no longer exist; True when no live
+    holder is left but dead ones were listed (the server, if it runs, is an orphan)."""
     pids = _holders(folder)
     if pids is None:
-        return
+        return False
     running = [p for p in pids if isinstance(p, int) and alive(p)]
     if running != pids:
         (folder / HANDLES).write_text(json.dumps(running))
+    return not running and bool(pids)
 
 
 def _holders(folder: Path) -> list[object] | None:

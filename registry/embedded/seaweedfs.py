@@ -6,6 +6,7 @@ endpoint is not open even to other local users.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from registry.embedded.ports import free_port
 from registry.logs import get_logger
+from registry.processes import alive
 
 log = get_logger("zoll.embedded")
 
@@ -80,6 +82,8 @@ class EmbeddedSeaweed:
         SeaweedFS binds it (other processes pick ports too): that start is retried."""
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
+        if self._proc is None:
+            stop_orphan(self.folder)
         identities = self._credentials()
         weed_log = self.folder / "weed.log"
         for attempt in range(1, attempts + 1):
@@ -144,6 +148,14 @@ class EmbeddedSeaweed:
         self.stop()
         raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def restart(self) -> None:
+        """Start again after the server died, on the same ports."""
+        self.stop()
+        self.start()
+
     def stop(self, grace: float = 5) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds: SeaweedFS's own graceful stop waits
         on gRPC drains for longer than that, and acknowledged writes are already on disk."""
@@ -159,6 +171,31 @@ class EmbeddedSeaweed:
         self._proc = None
         (self.folder / "endpoint").unlink(missing_ok=True)
         log.info("embedded seaweedfs stopped")
+
+
+def stop_orphan(folder: Path, grace: float = 5) -> bool:
+    """Stop a SeaweedFS that a crashed `zoll serve` left running on this folder (it runs in
+    its own session, so it outlives its parent): two servers on one folder would corrupt
+    it. Its acknowledged writes are on disk; this start serves them. True if one ran."""
+    try:
+        pid = int((folder / "endpoint").read_text().split()[1])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return False
+    if f"-dir={folder / 'data'}".encode() not in cmdline:
+        return False  # the pid was reused by an unrelated process
+    log.warning("stopping the embedded seaweedfs a crashed run left behind", pid=pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    while alive(pid):
+        time.sleep(0.05)
+    (folder / "endpoint").unlink(missing_ok=True)
+    return True
 
 
 def running_endpoint(folder: Path) -> tuple[str, str, str] | None:

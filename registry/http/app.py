@@ -11,15 +11,18 @@ from aiohttp import web
 
 from registry.api import admin as _admin  # noqa: F401  (registers operations)
 from registry.api import audit as _audit  # noqa: F401
+from registry.api import image_log as _image_log  # noqa: F401
 from registry.api import images as _images  # noqa: F401
 from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401
+from registry.api import trust_policies as _trust_policies  # noqa: F401
 from registry.api.federation import install_witness
 from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint
+from registry.auth.denials import denial_flusher
 from registry.auth.middleware import authorize
 from registry.federation import replicate as _replicate  # noqa: F401  (registers its job)
 from registry.federation.tiles import install as install_tiles
@@ -44,6 +47,8 @@ def build_app(registry: Registry, services: PipelineServices | None = None) -> w
         handler_args={"max_field_size": 16384},
     )
     app[REGISTRY] = registry
+    if registry.auth is not None:
+        app.cleanup_ctx.append(denial_flusher(registry.auth.denials))
     if services is not None:
         app[SERVICES] = services
     r = app.router

@@ -54,7 +54,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 RegistryError(ErrorCode.UNSUPPORTED, "method not allowed", status=405), request
             )
         raise
-    except (StorageError, asyncpg.PostgresConnectionError, OSError) as exc:
+    except (
+        StorageError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+        asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+        OSError,
+    ) as exc:
         log.error("backend unavailable", error=str(exc), exc_type=type(exc).__name__)
         return _internal(ErrorCode.UNAVAILABLE, request, "storage or database unavailable")
     except asyncpg.PostgresError as exc:

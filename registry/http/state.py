@@ -9,8 +9,8 @@ import asyncpg
 from aiohttp import web
 
 from registry.config import Config
-from registry.storage.base import BlobDriver
 from registry.storage.budget import ByteBudget
+from registry.storage.guard import GuardedDriver
 from registry.uploads import UploadService
 
 if TYPE_CHECKING:
@@ -23,7 +23,8 @@ class Registry:
 
     config: Config
     pool: asyncpg.Pool
-    driver: BlobDriver
+    driver: GuardedDriver
+    """The configured driver behind deadlines (registry/storage/guard.py)."""
     budget: ByteBudget
     uploads: UploadService
     auth: AuthService | None = None

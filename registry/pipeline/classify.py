@@ -33,26 +33,37 @@ ATTACHMENT_LAYERS: Final = frozenset(
 """Layer media types of cosign's `.sig`/`.att`/`.sbom` manifests and of SBOM artifacts."""
 
 
-def classify(manifest: Manifest) -> Kind:
-    if manifest.subject is not None:
-        return "artifact"
+def runnable(manifest: Manifest) -> bool:
+    """Whether a container runtime would run it: an image config and only filesystem
+    layers, or an index of such images. A `subject` or an `artifactType` does not make
+    a runnable image an artifact (else it would bypass admission)."""
     if manifest.is_index:
-        if manifest.artifact_type or not manifest.manifests:
-            return "artifact"
-        children_are_images = all(
+        return bool(manifest.manifests) and all(
             d.media_type in mt.IMAGE_MANIFESTS and not d.artifact_type for d in manifest.manifests
         )
-        return "index" if children_are_images else "artifact"
     config = manifest.config
-    if config is not None and mt.base(config.media_type) == mt.HELM_CONFIG:
+    return (
+        config is not None
+        and config.media_type in mt.IMAGE_CONFIGS
+        and all(layer.media_type in mt.IMAGE_LAYERS for layer in manifest.layers)
+        # cosign .sig/.att manifests use an image config with signature layers
+    )
+
+
+def classify(manifest: Manifest) -> Kind:
+    if runnable(manifest):
+        if manifest.is_index:
+            return "artifact" if manifest.artifact_type else "index"
+        return "image"
+    config = manifest.config
+    if (
+        manifest.subject is None
+        and not manifest.is_index
+        and config is not None
+        and mt.base(config.media_type) == mt.HELM_CONFIG
+    ):
         return "chart"
-    if config is None or config.media_type not in mt.IMAGE_CONFIGS:
-        return "artifact"
-    if manifest.artifact_type and manifest.artifact_type not in mt.IMAGE_CONFIGS:
-        return "artifact"
-    if not all(layer.media_type in mt.IMAGE_LAYERS for layer in manifest.layers):
-        return "artifact"  # cosign .sig/.att manifests use an image config with other layers
-    return "image"
+    return "artifact"
 
 
 def artifact_type(manifest: Manifest) -> str:

@@ -26,6 +26,8 @@ from typing import Any
 
 import asyncpg
 
+from registry.processes import alive, dead_holders
+
 NOTIFY_CHANNEL = "zoll_jobs"
 
 
@@ -241,25 +243,32 @@ class JobQueue:
         )
         return int(status.split()[-1])
 
-    async def requeue_orphans(self, host: str, alive: Callable[[int], bool]) -> int:
-        """At start: jobs running under a process of this host that no longer exists (the
-        service was killed) are queued again at once instead of waiting for their lease."""
+    async def requeue_orphans(self, host: str, running: Callable[[int], bool] = alive) -> int:
+        """Jobs running under a process of this host that no longer exists (a killed
+        worker, a crashed service) are queued again at once instead of waiting for their
+        lease; the supervisor calls this when a worker dies, and at start."""
         rows = await self.pool.fetch(
-            "SELECT id, worker FROM jobs WHERE state = 'running' AND starts_with(worker, $1)",
+            "SELECT DISTINCT worker FROM jobs WHERE state = 'running' AND starts_with(worker, $1)",
             f"{host}:",
         )
-        dead = []
-        for row in rows:
-            parts = row["worker"].split(":")
-            if len(parts) >= 2 and parts[1].isdigit() and not alive(int(parts[1])):
-                dead.append(row["id"])
+        dead = dead_holders([r["worker"] for r in rows], host, running)
         if not dead:
             return 0
         status = await self.pool.execute(
             """UPDATE jobs SET state = 'queued', lease_until = NULL, updated_at = now(),
                       rerun = false, last_error = coalesce(last_error, 'worker process died')
-               WHERE id = ANY($1::bigint[]) AND state = 'running'""",
+               WHERE worker = ANY($1::text[]) AND state = 'running'""",
             dead,
+        )
+        return int(status.split()[-1])
+
+    async def requeue_worker(self, worker: str) -> int:
+        """Queue again the jobs `worker` (a job slot) holds: it lost track of them."""
+        status = await self.pool.execute(
+            """UPDATE jobs SET state = 'queued', lease_until = NULL, updated_at = now(),
+                      rerun = false, last_error = coalesce(last_error, 'the database went away')
+               WHERE worker = $1 AND state = 'running'""",
+            worker,
         )
         return int(status.split()[-1])
 

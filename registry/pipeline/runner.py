@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -38,6 +36,7 @@ from registry.pipeline.jobs import (
 )
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.stages import STAGES, enqueue, run_stage
+from registry.processes import process_id
 
 log = get_logger("zoll.pipeline")
 JobHandler = Callable[[PipelineServices, Job], Awaitable[dict[str, Any] | None]]
@@ -139,7 +138,7 @@ class PipelineRunner:
     def __init__(self, services: PipelineServices) -> None:
         self.svc = services
         self.config = services.config.pipeline
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = process_id()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,14 +163,32 @@ class PipelineRunner:
             await self._listener.close()
 
     async def _work(self, name: str) -> None:
+        """One job slot. When the database goes away (restarted, failed over) mid-job, the
+        outcome cannot be recorded: the slot hands its jobs back to the queue once the
+        database answers again, and goes on; it never dies with the outage."""
         while not self._stop.is_set():
-            job = await self.svc.jobs.claim(name, list(HANDLERS))
-            if job is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+            try:
+                job = await self.svc.jobs.claim(name, list(HANDLERS))
+                if job is None:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+                    continue
+                await self.run(job, worker=name)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                log.warning("pipeline slot lost the database", slot=name, error=str(exc))
+                await self._give_back(name)
+
+    async def _give_back(self, name: str) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.poll_seconds)
+            try:
+                released = await self.svc.jobs.requeue_worker(name)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                 continue
-            await self.run(job, worker=name)
+            log.info("pipeline slot has the database back", slot=name, requeued=released)
+            return
 
     async def run(
         self, job: Job, *, worker: str | None = None, kinds: Collection[str] | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import socket
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,25 +25,28 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
+from attest.policy_document import PolicyDocument, load_with_document
 from attest.servicekeys import ServiceKeyring, ServiceKeySettings
 from attest.statements import Verifier
 from attest.tlog.ledger import AttestationLedger
 from attest.tlog.store import TransparencyLog
-from attest.trust_policy import TrustPolicySet
-from attest.trustroot import TrustMaterial
+from attest.trust_policy import TrustPolicyError, TrustPolicySet
+from attest.trustroot import TrustMaterial, TrustRootError
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
 from policy.catalog import Catalog, load_catalog
 from policy.chart.analysis import CHART_ANALYZER_VERSION
 from policy.vuln import VulnStore
 from registry import __version__
-from registry.config import Config, NamespaceRule
+from registry.config import Config, ConfigError, NamespaceRule
 from registry.db.pool import create_pool
 from registry.federation.service import Federation
 from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.pipeline.vulndata import vuln_data
+from registry.pipeline.workload import Workload
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
@@ -67,6 +71,52 @@ def log_origin(config: Config) -> str:
     return f"{host or 'localhost'}/zoll"
 
 
+def public_base(config: Config) -> str:
+    """The URL clients reach this registry at (`http.public_url`, else host and port)."""
+    if config.http.public_url:
+        return config.http.public_url.rstrip("/")
+    host = config.http.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the address, not binding
+        host = socket.getfqdn()
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.http.port}"
+
+
+def registry_host(config: Config) -> str:
+    """`host[:port]` of image references on this registry (what VSAs name)."""
+    return urllib.parse.urlsplit(public_base(config)).netloc
+
+
+@dataclass(frozen=True)
+class TrustInputs:
+    """What verification trusts, loaded from the configuration."""
+
+    trust: TrustMaterial
+    policies: TrustPolicySet | None
+    policy_sha256: str
+    """Of the policy document (`attest.policy_document`), "none" without a policy."""
+    document: PolicyDocument | None = None
+
+
+def load_trust(config: Config) -> TrustInputs:
+    """The trusted roots and the trust policy file, or a `ConfigError` naming the key:
+    `zoll serve` calls this before it starts anything, so a broken file is a clear
+    message, not a worker's traceback."""
+    try:
+        trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
+        for spec in config.attest.trusted_roots[1:]:
+            trust = trust + TrustMaterial.resolve(spec)
+    except TrustRootError as exc:
+        raise ConfigError(f"attest.trusted_roots: {exc}") from exc
+    policies, digest = None, "none"
+    if config.attest.trust_policy is not None:
+        try:
+            policies, document = load_with_document(Path(config.attest.trust_policy))
+        except TrustPolicyError as exc:
+            raise ConfigError(f"attest.trust_policy: {exc}") from exc
+        return TrustInputs(trust, policies, document.sha256, document)
+    return TrustInputs(trust, policies, digest)
+
+
 @dataclass
 class PipelineServices:
     registry: Registry
@@ -80,6 +130,10 @@ class PipelineServices:
     jobs: JobQueue
     copier: Copier
     upstreams: Upstreams
+    workload: Workload
+    """What analyses may cost, per image and per pusher (registry/pipeline/workload.py)."""
+    trust_policy_document: PolicyDocument | None = None
+    """What `trust_policy_sha256` is the digest of: served to auditors by that digest."""
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
     federation: Federation | None = None
@@ -124,6 +178,9 @@ class PipelineServices:
             rule.fail_on,
             ",".join(sorted(rule.waive)),
         ]
+        if rule.vuln_max_age_days is not None:  # data growing too old re-judges the images
+            fresh = (await vuln_data(self.vulns)).problem(rule.vuln_max_age_days) is None
+            parts.append(f"vulnerability data within {rule.vuln_max_age_days} days: {fresh}")
         return "sha256:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     @classmethod
@@ -157,22 +214,16 @@ class PipelineServices:
             ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
         )
         log = TransparencyLog(durable, keyring.signer, log_origin(config))
-        trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
-        for spec in config.attest.trusted_roots[1:]:
-            trust = trust + TrustMaterial.resolve(spec)
-        policies, digest = None, "none"
-        if config.attest.trust_policy is not None:
-            path = Path(config.attest.trust_policy)
-            policies = await asyncio.to_thread(TrustPolicySet.load, path)
-            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
+        inputs = await asyncio.to_thread(load_trust, config)
         services = cls(
             registry=registry,
             keyring=keyring,
             log=log,
             ledger=AttestationLedger(log),
-            trust=trust,
-            trust_policies=policies,
-            trust_policy_sha256=digest,
+            trust=inputs.trust,
+            trust_policies=inputs.policies,
+            trust_policy_sha256=inputs.policy_sha256,
+            trust_policy_document=inputs.document,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,
@@ -181,9 +232,17 @@ class PipelineServices:
             ),
             copier=Copier(registry),
             upstreams=Upstreams(),
+            workload=Workload(registry.pool, config.pipeline),
             federation=await Federation.open(config, durable, keyring, log),
             _relaxed_pool=relaxed,
         )
+        if inputs.document is not None:  # every policy ever in force stays retrievable
+            await durable.execute(
+                """INSERT INTO trust_policy_documents (sha256, document) VALUES ($1, $2)
+                   ON CONFLICT (sha256) DO NOTHING""",
+                inputs.document.sha256,
+                inputs.document.raw,
+            )
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
             await asyncio.to_thread(services.catalog, rule)
         return services

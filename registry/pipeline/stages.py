@@ -50,9 +50,11 @@ from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
-from registry.pipeline import status, supplier_sboms
+from registry.pipeline import status, supplier_sboms, workload
+from registry.pipeline import vsa as vsa_parts
 from registry.pipeline.jobs import Permanent, RetryLater
 from registry.pipeline.services import PipelineServices
+from registry.pipeline.vulndata import NOT_CHECKED, vuln_data
 
 log = get_logger("zoll.pipeline")
 
@@ -198,7 +200,15 @@ async def _scan(
         await enqueue(svc, "attest", repo, digest)
         return ("passed" if passed else "failed"), {"children": results}
     reader = RegistryReader(svc.registry, repo)
-    analysis = await analyze_image(reader, Digest.parse(digest), cache=svc.layers)
+    pusher = await workload.pusher_of(pool, repo, digest)
+    async with svc.workload.analysis(pusher, digest) as spent:
+        analysis = await analyze_image(
+            reader,
+            Digest.parse(digest),
+            workload.analysis_limits(svc.config.pipeline),
+            cache=svc.layers,
+        )
+        spent.append((analysis.seconds, analysis.uncompressed_size))
     data = await svc.vulns.fingerprint()
     vulns = await svc.vulns.match(analysis.packages) if data.records else None
     context = await _context(svc, repo, digest, row)
@@ -231,10 +241,11 @@ async def _scan(
         "packages": len(analysis.packages),
         "supplier_sboms": len(suppliers),
         "vulnerabilities": None if vulns is None else len(vulns),
+        "warnings": [NOT_CHECKED] if vulns is None else [],
     }
 
 
-def _vsa(
+async def _vsa(
     svc: PipelineServices, repo: str, digest: Digest, row: Any, now: datetime, passed: bool
 ) -> dict[str, Any]:
     """Zoll's verdict: PASSED exactly when the image is admitted under this node's whole
@@ -245,18 +256,16 @@ def _vsa(
         slsa = [r for r in result.requirements if r.id == "slsa" and r.level is not None]
         if slsa:
             levels = [f"SLSA_BUILD_LEVEL_{slsa[0].level}"]
-    policy = ResourceRef(
-        f"zoll:trust-policy/{result.policy if result else 'none'}",
-        {"sha256": svc.trust_policy_sha256} if svc.trust_policy_sha256 != "none" else {},
-    )
     return vsa(
         image=f"{repo}",
         digest=digest,
         verifier=svc.verifier,
         time_verified=now,
-        policy=policy,
+        policy=vsa_parts.policy_ref(svc, result),
         result="PASSED" if passed else "FAILED",
         verified_levels=levels,
+        input_attestations=await vsa_parts.input_attestations(svc, repo, row),
+        resource_uri=vsa_parts.resource_uri(svc, repo, digest),
     )
 
 
@@ -488,7 +497,7 @@ async def _publish_verdict(
         policy_digest = (last.get("policy") or {}).get("digest", {}).get("sha256", "none")
         if last.get("verificationResult") == wanted and policy_digest == svc.trust_policy_sha256:
             return None
-    statement = _vsa(svc, repo, subject_digest, row, datetime.now(UTC), passed)
+    statement = await _vsa(svc, repo, subject_digest, row, datetime.now(UTC), passed)
     logged = await svc.ledger.sign_and_log_many(
         [statement], svc.keyring.signer, subject=subject_digest, repository=repo
     )
@@ -528,13 +537,15 @@ async def _admit(
         if outcome != "reproduced":
             reasons.append(f"not reproducible from source: rebuild {outcome or 'not run'}")
     judged = row["kind"] in ("image", "chart")
+    if judged and rule.vuln_max_age_days is not None:
+        stale = (await vuln_data(svc.vulns)).problem(rule.vuln_max_age_days)
+        reasons.extend([stale] if stale else [])
     if judged and not row["hardening"]:
         reasons.append(f"{row['kind']} has not been checked against the hardening criteria")
     elif judged:
         decision = decide(HardeningReport.from_json(row["hardening"]), svc.admission_rule(rule))
         reasons.extend(
-            f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}"
-            + (f" — {r.evidence[0]}" if row["kind"] == "chart" and r.evidence else "")
+            f"hardening criterion {r.id} ({r.severity}) failed: {r.finding()}"
             for r in decision.blocking
         )
     if row["kind"] == "chart":
@@ -546,7 +557,7 @@ async def _admit(
     state = "admitted" if not reasons else "quarantined"
     fingerprint = await svc.fingerprint(rule)
     image = await manifest_rows.image(pool, repo, Digest.parse(digest))
-    await svc.log.append(
+    [logged] = await svc.log.append(
         [
             admission_record(
                 subject_digest=digest,
@@ -568,7 +579,7 @@ async def _admit(
 
         for chart_repo, chart in await charts_deploying(pool, repo, digest, row["origin"]):
             await enqueue(svc, "admit", chart_repo, chart, delay=0.5)
-    detail: dict[str, Any] = {"reasons": reasons}
+    detail: dict[str, Any] = {"reasons": reasons, "log_index": logged.index}
     if verdict is not None:
         detail["vsa_log_index"] = verdict
     rebuilt_from = (row["origin"] or {}).get("rebuilt_from")

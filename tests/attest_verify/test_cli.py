@@ -11,7 +11,7 @@ import pytest
 from attest.keys import PrivateKey
 from attest.results import VerificationResult
 from registry.cli.main import main
-from tests.attest_verify.conftest import SignedImage
+from tests.attest_verify.conftest import SIGSTORE, SignedImage
 from tests.attest_verify.sigstore_material import GITHUB_OAUTH, POSITIVE
 
 V3 = POSITIVE[1]
@@ -127,3 +127,39 @@ repositories:
     assert await asyncio.to_thread(main, ["verify", "attachments", target, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [a["kind"] for a in listed] == ["signature"]
+
+
+BROKEN_ROOTS = {
+    "not-json.json": b"this is not JSON",
+    "a-list.json": b"[1, 2]",
+    "wrong-shape.json": b'{"mediaType": "x", "tlogs": 5}',
+    "empty.json": b"",
+}
+
+
+async def test_an_unusable_trusted_root_is_a_clear_error(
+    image: SignedImage,
+    key_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    policy = tmp_path / "trust.yaml"
+    policy.write_text(
+        f"signers: {{release: {{key: {key_files['ecdsa-p256']}}}}}\nrequire: {{signature: true}}\n"
+    )
+    artifact = SIGSTORE / "bundle_v3.txt"
+    for name, content in BROKEN_ROOTS.items():
+        root = tmp_path / name
+        root.write_bytes(content)
+        for argv in (
+            ["verify", "image", f"oci:{image.root}:v1", "--policy", str(policy)],
+            [
+                *("verify", "bundle", str(artifact), "--bundle", f"{artifact}.sigstore"),
+                *("--key", str(key_files["ecdsa-p256"])),
+            ],
+        ):
+            capsys.readouterr()
+            code = await asyncio.to_thread(main, [*argv, "--trusted-root", str(root)])
+            err = capsys.readouterr().err
+            assert code == 2, (name, argv[1], err)
+            assert f"trusted root {name}" in err and "Traceback" not in err, err

@@ -13,9 +13,9 @@ from in_toto.models.metadata import Metadata
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from attest.intoto_layout import verify_layout
-from attest.keys import PublicKey
+from attest.keys import PrivateKey, PublicKey
 from attest.results import Reason, VerificationFailure
-from attest.trust_policy import TrustPolicy
+from attest.trust_policy import TrustPolicy, TrustPolicyError
 from attest.trustroot import TrustMaterial
 from attest.verify import verify_image
 from tests.attest_verify.conftest import IN_TOTO, SignedImage
@@ -130,8 +130,20 @@ require:
       foo.tar.gz: {FOO}
 """
     )
+    # Layout and links come from the policy's own files: without image_product nothing
+    # ties them to the image, and a policy requiring only them would pass any image.
+    with pytest.raises(TrustPolicyError, match="image_product"):
+        TrustPolicy.load(policy_path)
+    # Beside a requirement about the image, a supply-chain check of fixed products is fine.
+    key = PrivateKey.generate()
+    (tmp_path / "ci.pub").write_text(key.public.pem())
+    with_signature = policy_path.read_text().replace(
+        "require:", "signers: {ci: {key: ci.pub}}\nrequire:\n  signature: true"
+    )
+    (tmp_path / "signed.yaml").write_text(with_signature)
+    image.writer.sign(image.digest, key)
     result = await verify_image(
-        image.reader(), image.digest, TrustPolicy.load(policy_path), public_good
+        image.reader(), image.digest, TrustPolicy.load(tmp_path / "signed.yaml"), public_good
     )
     assert result.passed, result.to_json()
     assert result.requirement("in-toto").satisfied_by == ("in-toto:layout",)

@@ -4,7 +4,6 @@ trusted root it was issued for, and the broken ones fail with their specific rea
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 import pytest
 
@@ -12,6 +11,7 @@ from attest.bundle import BundleOutcome, verify_bundle
 from attest.identity import KeylessIdentity, Signers
 from attest.intoto import Statement
 from attest.results import Reason, VerificationFailure
+from attest.sigstore_private import embedded_trusted_root
 from attest.slsa import parse_provenance
 from attest.trustroot import TrustMaterial
 from attest.verify import verify_artifact_bundle
@@ -193,9 +193,7 @@ def test_broken_bundles_fail_with_their_reason(
 def tsa_trust() -> TrustMaterial:
     """The staging root plus the test TSA of `tsa/ca.json`, as one trusted_root.json."""
     folder = "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
-    root = json.loads(
-        (resources.files("sigstore._store") / folder / "trusted_root.json").read_bytes()
-    )
+    root = json.loads(embedded_trusted_root(folder))
     root["timestampAuthorities"] = [json.loads((SIGSTORE / "tsa" / "ca.json").read_bytes())]
     return TrustMaterial.from_bytes(json.dumps(root).encode(), "staging+tsa")
 

@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from registry.http.app import build_app
+from registry.oci import mediatypes as mt
 from registry.pipeline.runner import PipelineRunner
 from tests.auth.conftest import Accounts, basic
 from tests.support.oci import Image, push_blob, push_image, sha256
@@ -114,6 +115,83 @@ async def _put_manifest(w: World, repo: str) -> Req:
     )
 
 
+async def _blob(w: World, data: bytes, media_type: str) -> dict[str, Any]:
+    return {
+        "mediaType": media_type,
+        "digest": await push_blob(w.root, w.url, REPO, data),
+        "size": len(data),
+    }
+
+
+async def _cosign_manifest(w: World, layer: bytes, layer_type: str) -> bytes:
+    """A manifest the way cosign writes `.sig`/`.att`: image config, signature layers."""
+    config = json.dumps({"rootfs": {"type": "layers"}, "nonce": w.unique("n")}).encode()
+    body = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": await _blob(w, config, mt.OCI_CONFIG),
+        "layers": [await _blob(w, layer, layer_type)],
+    }
+    return json.dumps(body).encode()
+
+
+def _cosign_put(suffix: str, *, known: bool = True) -> Make:
+    async def make(w: World, repo: str) -> Req:
+        digest = w.image.digest if known else sha256(w.unique("nothing").encode())
+        tag = digest.replace(":", "-") + suffix
+        raw = await _cosign_manifest(w, w.unique("payload").encode(), mt.COSIGN_SIMPLESIGNING)
+        return Req("PUT", f"/v2/{repo}/manifests/{tag}", raw, {"Content-Type": mt.OCI_MANIFEST})
+
+    return make
+
+
+def _referrer_put(tag: str | None = None) -> Make:
+    """An OCI 1.1 referrer (a sigstore bundle about the image), by digest or under `tag`."""
+
+    async def make(w: World, repo: str) -> Req:
+        body = {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "config": await _blob(w, b"{}", mt.OCI_EMPTY),
+            "layers": [await _blob(w, w.unique("bundle").encode(), "application/json")],
+            "subject": w.image.descriptor(),
+        }
+        raw = json.dumps(body).encode()
+        return Req(
+            "PUT",
+            f"/v2/{repo}/manifests/{tag or sha256(raw)}",
+            raw,
+            {"Content-Type": mt.OCI_MANIFEST},
+        )
+
+    return make
+
+
+async def _image_as_signature(w: World, repo: str) -> Req:
+    """A runnable image under a `.sig` tag is still an image, not attestation material."""
+    image = Image.random(layers=1, size=64)
+    for blob in (image.config, *image.layers):
+        await push_blob(w.root, w.url, REPO, blob)
+    tag = w.image.digest.replace(":", "-") + ".sig"
+    return Req(
+        "PUT", f"/v2/{repo}/manifests/{tag}", image.manifest(), {"Content-Type": image.media_type}
+    )
+
+
+async def _image_with_subject(w: World, repo: str) -> Req:
+    """A runnable image with a `subject` is still an image."""
+    image = Image.random(layers=1, size=64, subject=w.image.descriptor())
+    for blob in (image.config, *image.layers):
+        await push_blob(w.root, w.url, REPO, blob)
+    return Req(
+        "PUT",
+        f"/v2/{repo}/manifests/{image.digest}",
+        image.manifest(),
+        {"Content-Type": image.media_type},
+    )
+
+
 async def _delete_tag(w: World, repo: str) -> Req:
     tag = w.unique("del-")
     async with w.root.put(
@@ -197,6 +275,12 @@ async def _revoke(w: World, _repo: str) -> Req:
     return Req("DELETE", f"/api/v1/admin/principals/{victim}/grants?namespace=x&role=reader")
 
 
+async def _checkpoint_at(w: World, _repo: str) -> Req:
+    async with w.root.get(f"{w.url}/api/v1/log/checkpoint") as r:
+        size = (await r.text()).splitlines()[1]
+    return Req("GET", f"/api/v1/log/checkpoint/{size}")
+
+
 def _mirror_set(name: str) -> bytes:
     entry = {"name": "app", "source": "oci:/nowhere", "target": "opendesk/app", "tags": ["1"]}
     return json.dumps({"version": 1, "name": name, "mirrors": [entry]}).encode()
@@ -215,6 +299,8 @@ async def _set_progress(w: World, _repo: str) -> Req:
 
 PULL = (401, 200, 200, 200, 200, 200, 404, 404, 200)
 PUSH = (401, 403, 201, 403, 403, 201, 404, 404, 201)
+ATTEST = (401, 403, 201, 201, 403, 201, 404, 404, 201)
+"""Attestation material: pushers and attesters."""
 DELETE = (401, 403, 403, 403, 403, 202, 404, 404, 202)
 CATALOG = (401, 403, 403, 403, 403, 403, 403, 403, 200)
 AUDIT = (401, 403, 403, 403, 200, 200, 403, 403, 200)
@@ -239,7 +325,8 @@ _UNKNOWN_LOG_CHECKPOINT = _unknown_log_checkpoint()
 
 
 def upload(status: int) -> tuple[int, ...]:
-    return (401, 403, status, 403, 403, status, 404, 404, status)
+    """Blob uploads: attesters push the blobs of their signatures and attestations."""
+    return (401, 403, status, status, 403, status, 404, 404, status)
 
 
 #  route (method + canonical path), how to make the request, expected status per caller:
@@ -252,6 +339,14 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ("HEAD /v2/{name}/manifests/{reference}", simple("HEAD", "/v2/{repo}/manifests/v1"), PULL),
     ("GET /v2/{name}/manifests/{reference}", simple("GET", "/v2/{repo}/manifests/v1"), PULL),
     ("PUT /v2/{name}/manifests/{reference}", _put_manifest, PUSH),
+    ("PUT /v2/{name}/manifests/{reference}", _cosign_put(".sig"), ATTEST),
+    ("PUT /v2/{name}/manifests/{reference}", _cosign_put(".att"), ATTEST),
+    ("PUT /v2/{name}/manifests/{reference}", _cosign_put(".sbom"), ATTEST),
+    ("PUT /v2/{name}/manifests/{reference}", _cosign_put(".sig", known=False), PUSH),
+    ("PUT /v2/{name}/manifests/{reference}", _referrer_put(), ATTEST),
+    ("PUT /v2/{name}/manifests/{reference}", _referrer_put(tag="v9"), PUSH),
+    ("PUT /v2/{name}/manifests/{reference}", _image_as_signature, PUSH),
+    ("PUT /v2/{name}/manifests/{reference}", _image_with_subject, PUSH),
     ("DELETE /v2/{name}/manifests/{reference}", _delete_tag, DELETE),
     ("DELETE /v2/{name}/manifests/{reference}", _delete_manifest, DELETE),
     ("GET /v2/{name}/blobs/{digest}", simple("GET", "/v2/{repo}/blobs/{layer}"), PULL),
@@ -260,7 +355,7 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ("POST /v2/{name}/blobs/uploads/", simple("POST", "/v2/{repo}/blobs/uploads/"), upload(202)),
     ("POST /v2/{name}/blobs/uploads/", _mount_same, upload(201)),
     # The caller may not pull other/app: the mount quietly becomes a plain upload (202).
-    ("POST /v2/{name}/blobs/uploads", _mount_other, (401, 403, 202, 403, 403, 202, 404, 404, 201)),
+    ("POST /v2/{name}/blobs/uploads", _mount_other, (401, 403, 202, 202, 403, 202, 404, 404, 201)),
     ("GET /v2/{name}/blobs/uploads/{upload}", _upload_status, upload(204)),
     ("PATCH /v2/{name}/blobs/uploads/{upload}", _upload_patch, upload(202)),
     ("PUT /v2/{name}/blobs/uploads/{upload}", _upload_put, upload(201)),
@@ -304,6 +399,16 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
         UNKNOWN,
     ),
     (
+        "GET /api/v1/images/{name}@{digest}/log",
+        simple("GET", "/api/v1/images/{repo}@{digest}/log"),
+        PULL,
+    ),
+    (
+        "GET /api/v1/trust-policies/{digest}",
+        simple("GET", f"/api/v1/trust-policies/sha256:{'0' * 64}"),
+        (401, 403, 403, 403, 404, 404, 403, 403, 404),  # no trust policy here: allowed → 404
+    ),
+    (
         "GET /api/v1/images/{name}@{digest}/attestations",
         simple("GET", "/api/v1/images/{repo}@{digest}/attestations"),
         PULL,
@@ -315,8 +420,15 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ),
     ("GET /api/v1/keys", simple("GET", "/api/v1/keys"), OPEN),
     ("GET /api/v1/log/checkpoint", simple("GET", "/api/v1/log/checkpoint"), OPEN),
+    ("GET /api/v1/log/checkpoint/{size}", _checkpoint_at, OPEN),
+    ("GET /api/v1/log/entries", simple("GET", "/api/v1/log/entries?limit=2"), OPEN),
     ("GET /api/v1/log/entries/{index}", simple("GET", "/api/v1/log/entries/0"), OPEN),
     ("GET /api/v1/log/proof/inclusion", simple("GET", "/api/v1/log/proof/inclusion?index=0"), OPEN),
+    (
+        "GET /api/v1/log/proof/inclusion/{index}",
+        simple("GET", "/api/v1/log/proof/inclusion/0"),
+        OPEN,
+    ),
     (
         "GET /api/v1/log/proof/consistency",
         simple("GET", "/api/v1/log/proof/consistency?old=1"),

@@ -3,15 +3,20 @@ its own SeaweedFS (never the session's shared one, which other tests rely on).""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from registry.embedded.seaweedfs import EmbeddedSeaweed
+from tests.support.served import ZOLL
 from tests.support.servers import S3Server
 
 
@@ -74,3 +79,39 @@ def s3_fault(faulty_s3: FaultySeaweed) -> Iterator[FaultySeaweed]:
     faulty_s3.ensure_running()
     yield faulty_s3
     faulty_s3.ensure_running()
+
+
+async def audit_verifies(dsn: str) -> None:
+    """`zoll audit verify` as an auditor runs it: the hash chain is intact."""
+    proc = await asyncio.create_subprocess_exec(
+        ZOLL,
+        "audit",
+        "verify",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "ZOLL_DATABASE__DSN": dsn},
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    report = json.loads(out)
+    assert report["ok"], report
+
+
+async def readyz_within(
+    http: aiohttp.ClientSession, url: str, *, ready: bool, seconds: float
+) -> tuple[float, dict[str, object]]:
+    """Poll `url`/readyz until it says `ready` (or not); return how long that took and
+    the last answer. Fails if it does not within `seconds`."""
+    started = time.monotonic()
+    body: dict[str, object] = {}
+    while time.monotonic() - started < seconds:
+        try:
+            async with asyncio.timeout(seconds), http.get(f"{url}/readyz") as r:
+                body = await r.json()
+                if (r.status == 200) == ready:
+                    return time.monotonic() - started, body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            body = {"error": repr(exc)}
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/readyz did not say ready={ready} within {seconds} s: {body}")

@@ -116,6 +116,9 @@ async def test_apply_run_status(
     for image in again["images"]:
         assert image["image_state"] == "quarantined", image
         assert any("trust policy" in reason for reason in image["reasons"]), image
+        # What was found, not the rule: busybox images run as root.
+        [hc18] = [reason for reason in image["reasons"] if "HC-18" in reason]
+        assert "config.User is empty: the container starts as root" in hc18, hc18
 
     status_out = json.loads(await run(ZOLL, "mirror", "status", "--config", str(config), "--json"))
     [entry] = status_out["entries"]

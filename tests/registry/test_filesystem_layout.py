@@ -42,7 +42,7 @@ async def _begin(http: aiohttp.ClientSession, zoll: LiveRegistry, first: bytes) 
 async def test_an_upload_begun_by_an_older_version_is_finished(
     fs_zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
-    uploads = Path(fs_zoll.registry.driver.root) / "uploads"  # type: ignore[attr-defined]
+    uploads = Path(fs_zoll.registry.driver.inner.root) / "uploads"  # type: ignore[attr-defined]
     data = os.urandom(300_000)
     location = await _begin(http, fs_zoll, data[:100_000])
     _as_older_version(uploads, location)
@@ -62,7 +62,7 @@ async def test_an_upload_begun_by_an_older_version_is_finished(
 async def test_an_upload_begun_by_an_older_version_can_be_cancelled(
     fs_zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
-    uploads = Path(fs_zoll.registry.driver.root) / "uploads"  # type: ignore[attr-defined]
+    uploads = Path(fs_zoll.registry.driver.inner.root) / "uploads"  # type: ignore[attr-defined]
     location = await _begin(http, fs_zoll, b"half of a layer")
     _as_older_version(uploads, location)
 

@@ -37,6 +37,8 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
     digest = layout_index(layout)["manifests"][0]["digest"]
 
     served = await asyncio.to_thread(Served, data_dir, "--workers", "2", env=NO_AUTH)
+    # Started without vulnerability data: HC-12 cannot be checked, and the start says so.
+    assert any("no vulnerability data" in line for line in served.output), served.output
     try:
         ref = f"docker://{served.host}/demo/app:1.0"
         await skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:1.0", ref)
@@ -46,7 +48,16 @@ async def test_serve_embedded_multi_worker_push_pull_restart(
                     assert r.headers["Docker-Content-Digest"] == digest
             async with http.get(f"http://{served.host}/readyz") as r:
                 assert r.status == 200
-                assert (await r.json())["checks"] == {"database": "ok", "storage": "ok"}
+                ready = await r.json()
+                assert ready["checks"] == {
+                    "database": "ok",
+                    "storage": "ok",
+                    "workers": "ok",
+                    "embedded postgres": "ok",
+                    "embedded seaweedfs": "ok",
+                }
+                assert ready["vulnerability_data"]["records"] == 0  # and it says so:
+                assert any("no vulnerability data" in w for w in ready["warnings"])
             async with http.get(f"http://{served.host}/metrics") as r:
                 metrics = await r.text()
         requests = re.findall(
@@ -135,3 +146,31 @@ async def test_serve_filesystem_pulls_whole_ranged_and_survives_dropped_clients(
                 assert r.status == 200 and int(r.headers["Content-Length"]) == len(blob)
     finally:
         assert await asyncio.to_thread(served.stop) == 0
+
+
+async def test_serve_refuses_an_unusable_trusted_root_or_trust_policy(tmp_path: Path) -> None:
+    """Checked before anything starts: a clear message and exit 2, not a traceback from a
+    worker that already runs."""
+    root = tmp_path / "trusted_root.json"
+    root.write_text("not JSON")
+    policy = tmp_path / "trust.yaml"
+    policy.write_text("require: {}\n")
+    for attest, expected in (
+        ({"trusted_roots": [str(root)]}, "trusted root trusted_root.json"),
+        ({"trust_policy": str(policy)}, "requires nothing"),
+    ):
+        config = tmp_path / "zoll.yaml"
+        config.write_text(json.dumps({"data_dir": str(tmp_path / "data"), "attest": attest}))
+        proc = await asyncio.create_subprocess_exec(
+            ZOLL,
+            "serve",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        text = out.decode()
+        assert proc.returncode == 2, text
+        assert expected in text and "attest." in text and "Traceback" not in text, text
+        assert not (tmp_path / "data" / "postgres").exists()  # nothing was started

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ZOLL = str(Path(sys.executable).parent / "zoll")
@@ -31,8 +32,15 @@ class Served:
             match = re.search(r"serving on http://([\d.]+:\d+)", line)
             if match:
                 self.host = match.group(1)
+                # Keep reading its log, so a long-running service never blocks on a full pipe.
+                threading.Thread(target=self._drain, daemon=True).start()
                 return
         raise AssertionError("zoll serve exited:\n" + "".join(self.output))
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     def admin_password(self) -> str | None:
         """The password the first start printed for `admin`, if it printed one."""

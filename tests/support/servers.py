@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from registry.config import Config, load_config
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.federation.worker import FederationWorker
 from registry.http.app import build_app
+from registry.http.connections import GuardedSite
 from registry.http.state import Registry
 from registry.pipeline.runner import PipelineRunner
 from registry.pipeline.services import PipelineServices
@@ -106,11 +108,18 @@ async def live_registry(
         federation_loops = pipeline
     registry = await open_registry(config)
     services = await PipelineServices.open(registry)
-    runner = web.AppRunner(build_app(registry, services), access_log=None)
+    runner = web.AppRunner(
+        build_app(registry, services),
+        access_log=None,
+        keepalive_timeout=config.http.keepalive_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses its port
+    sock.bind(("127.0.0.1", port))
+    site = GuardedSite(runner, sock, config.http)  # as `zoll serve` does
     await site.start()
-    host, port = runner.addresses[0][:2]
+    host, port = sock.getsockname()[:2]
     jobs = PipelineRunner(services) if pipeline else None
     if jobs is not None:
         await jobs.start()

@@ -79,16 +79,35 @@ def trusted_keys(paths: list[Path], origin: str) -> list[NoteVerifier]:
     return out
 
 
+def _proof_document(path: Path) -> tuple[Any, str | None]:
+    """The proof in a file, and the signed checkpoint served with it, if any.
+
+    Takes a bare proof (`{"logIndex", "treeSize", "hashes"}` or `{"oldSize", …}`) or what
+    the API serves: `{"proof": …, "checkpoint": …}` from `/api/v1/log/proof/…` and each
+    entry of `/api/v1/images/…/log`."""
+    doc = _json(path, "proof")
+    if isinstance(doc, dict) and isinstance(doc.get("proof"), dict):
+        served = doc.get("checkpoint")
+        return doc["proof"], served if isinstance(served, str) else None
+    return doc, None
+
+
 def _checkpoint(
-    path: Path, keys: list[Path], origin: str | None
+    path: Path | None, keys: list[Path], origin: str | None, served: str | None = None
 ) -> tuple[SignedCheckpoint, list[NoteVerifier]]:
+    """A checkpoint from its file or, without one, the one served with the proof; either
+    way it counts only when a trusted key signed it."""
+    if path is None and served is None:
+        raise InputError("give the checkpoint with --checkpoint (the proof carries none)")
+    where = str(path) if path is not None else "the checkpoint served with the proof"
     try:
-        signed = SignedCheckpoint.parse(_read(path, "checkpoint"))
+        raw = _read(path, "checkpoint") if path is not None else (served or "").encode()
+        signed = SignedCheckpoint.parse(raw)
     except CheckpointError as exc:
-        raise InputError(f"{path}: {exc}") from exc
+        raise InputError(f"{where}: {exc}") from exc
     if origin is not None and signed.checkpoint.origin != origin:
         raise NoteVerificationError(
-            f"{path} is a checkpoint of {signed.checkpoint.origin!r}, not of {origin!r}"
+            f"{where} is a checkpoint of {signed.checkpoint.origin!r}, not of {origin!r}"
         )
     trusted = trusted_keys(keys, signed.checkpoint.origin)
     return signed, verify_note(signed.note, trusted)
@@ -120,13 +139,16 @@ def _guarded(args: argparse.Namespace, check: Any) -> int:
 def verify_consistency_cmd(args: argparse.Namespace) -> int:
     def check() -> dict[str, Any]:
         old, signers = _checkpoint(args.checkpoint, args.key, args.origin)
-        new, _ = _checkpoint(args.newer, args.key, args.origin)
-        if args.proof is None:
+        document, served = _proof_document(args.proof) if args.proof else (None, None)
+        if args.newer is None and served is None:
+            raise InputError("give the newer checkpoint with --newer (the proof carries none)")
+        new, _ = _checkpoint(args.newer, args.key, args.origin, served)
+        if document is None:
             if old.checkpoint.size != new.checkpoint.size:
                 raise InputError("checkpoints of different sizes need --proof")
             proof = ConsistencyProof(old.checkpoint.size, new.checkpoint.size, ())
         else:
-            proof = ConsistencyProof.from_json(_json(args.proof, "proof"))
+            proof = ConsistencyProof.from_json(document)
         verify_extension(old.checkpoint, new.checkpoint, proof)
         return {
             "verified": True,
@@ -145,9 +167,13 @@ def verify_consistency_cmd(args: argparse.Namespace) -> int:
 
 def verify_inclusion_cmd(args: argparse.Namespace) -> int:
     def check() -> dict[str, Any]:
-        signed, _ = _checkpoint(args.checkpoint, args.key, args.origin)
-        record = record_from_document(_json(args.entry, "entry"))
-        proof = InclusionProof.from_json(_json(args.proof, "proof"))
+        document, served = _proof_document(args.proof)
+        signed, _ = _checkpoint(args.checkpoint, args.key, args.origin, served)
+        entry = _json(args.entry, "entry")
+        if isinstance(entry, dict) and isinstance(entry.get("entry"), dict):
+            entry = entry["entry"]  # an entry of /api/v1/images/…/log
+        record = record_from_document(entry)
+        proof = InclusionProof.from_json(document)
         cp = signed.checkpoint
         if proof.tree_size != cp.size:
             raise InputError(
@@ -176,8 +202,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument(
         "--checkpoint", type=Path, required=True, help="the older checkpoint you kept"
     )
-    verify.add_argument("--newer", type=Path, required=True, help="the newer checkpoint")
-    verify.add_argument("--proof", type=Path, help="consistency proof JSON between the two sizes")
+    verify.add_argument(
+        "--newer", type=Path, help="the newer checkpoint (default: the one served with --proof)"
+    )
+    verify.add_argument(
+        "--proof",
+        type=Path,
+        help="consistency proof JSON between the two sizes, as /api/v1/log/proof/consistency "
+        "serves it or bare",
+    )
     verify.add_argument(
         "--key", type=Path, action="append", default=[], help="trusted log key file"
     )
@@ -189,10 +222,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "verify-inclusion", help="check that an attestation or entry is in the log (inclusion)"
     )
     inclusion.add_argument(
-        "--entry", type=Path, required=True, help="DSSE envelope, sigstore bundle or log entry JSON"
+        "--entry",
+        type=Path,
+        required=True,
+        help="DSSE envelope, sigstore bundle, or log entry JSON (/api/v1/log/entries/N)",
     )
-    inclusion.add_argument("--proof", type=Path, required=True, help="inclusion proof JSON")
-    inclusion.add_argument("--checkpoint", type=Path, required=True, help="signed checkpoint")
+    inclusion.add_argument(
+        "--proof",
+        type=Path,
+        required=True,
+        help="inclusion proof JSON, as /api/v1/log/proof/inclusion serves it or bare",
+    )
+    inclusion.add_argument(
+        "--checkpoint", type=Path, help="signed checkpoint (default: the one served with --proof)"
+    )
     inclusion.add_argument(
         "--key", type=Path, action="append", default=[], help="trusted log key file"
     )

@@ -104,11 +104,12 @@ def _through_database(args: argparse.Namespace) -> int:
     import asyncio
 
     from registry.cli.database import NoDatabase
+    from registry.config import ConfigError
     from registry.mirror.sets import MirrorSetError
 
     try:
         return asyncio.run(_main(args))
-    except (NoDatabase, MirrorSetError) as exc:
+    except (NoDatabase, MirrorSetError, ConfigError) as exc:
         return _failed(exc)
 
 

@@ -70,6 +70,9 @@ def _admin_created(password: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
+        from registry.pipeline.services import load_trust
+
+        load_trust(config)  # before anything starts: a broken root or policy stops here
     except ConfigError as exc:
         console.print(f"[red]{exc}[/]")
         return 2

@@ -9,7 +9,10 @@ from registry.http.access import repository, requires
 from registry.http.sendfile import SendfileResponse
 from registry.http.state import registry_of
 from registry.http.v2.common import byte_range, head_response, parse_digest, repo_name
+from registry.logs import get_logger
 from registry.oci.errors import ErrorCode, RegistryError
+
+log = get_logger("zoll.http")
 
 
 def _touch_after(request: web.Request) -> float:
@@ -64,10 +67,29 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     resp.content_length = max(end - start + 1, 0)
     if wanted:
         resp.headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
-    await resp.prepare(request)
-    if info.size:
-        async for chunk in reg.driver.read(info.storage_key, start, end - start + 1):
+    if not info.size:
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+    chunks = reg.driver.read(info.storage_key, start, end - start + 1)
+    try:
+        # The first bytes before the headers: a store that does not answer is a 503.
+        first = await anext(chunks)
+        await resp.prepare(request)
+        await resp.write(first)
+        async for chunk in chunks:
             await resp.write(chunk)
+    except Exception as exc:
+        if not resp.prepared:
+            raise
+        # Headers are out: cut the connection, so the client sees a short body (and
+        # retries) instead of a hang or a body that looks complete.
+        log.error("blob read failed mid-body", digest=str(digest), error=repr(exc))
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
+    finally:
+        await chunks.aclose()
     await resp.write_eof()
     return resp
 

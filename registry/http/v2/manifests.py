@@ -6,16 +6,19 @@ import dataclasses
 
 from aiohttp import web
 
+from registry.auth.caller import caller_of
+from registry.auth.middleware import late_refusal
 from registry.content import store_manifest
 from registry.db import manifests as manifest_rows
-from registry.http.access import repository, requires
+from registry.http.access import Access, repository, requires
 from registry.http.state import registry_of, request_id
+from registry.http.v2.attestations import attestation_problem
 from registry.http.v2.common import head_response, manifest_location, parse_digest, repo_name
 from registry.mirror import pullthrough
 from registry.oci import mediatypes as mt
 from registry.oci.digest import Digest, is_digest
 from registry.oci.errors import ErrorCode, RegistryError
-from registry.oci.manifest import ManifestError, parse_manifest
+from registry.oci.manifest import Manifest, ManifestError, parse_manifest
 from registry.oci.names import is_valid_tag
 from registry.pipeline.services import services_of
 
@@ -80,10 +83,18 @@ async def _load(request: web.Request) -> manifest_rows.StoredManifest:
 
 
 def _admission_gate(request: web.Request, name: str, stored: manifest_rows.StoredManifest) -> None:
-    """In an `enforce` namespace only admitted images (and artifacts about them) are served."""
+    """In an `enforce` namespace only admitted images (and artifacts about them) are served
+    — except to the build systems that put them there: callers whose grants let them
+    push or attest in the repository read quarantined manifests too, to learn a digest
+    and to sign it (docs/auth.md, "What a build system may read")."""
     if registry_of(request).config.namespace(name).admission != "enforce":
         return
     if stored.state in ("admitted", "exempt"):
+        return
+    caller = caller_of(request)
+    if caller is not None and any(
+        caller.may(Access("repository", name, action)) for action in ("push", "attest")
+    ):
         return
     reasons = stored.reasons or ["the image has not been evaluated yet"]
     raise RegistryError(
@@ -127,7 +138,25 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-@requires(repository("push"))
+async def _attester_refusal(
+    request: web.Request, name: str, manifest: Manifest, tags: list[str]
+) -> web.StreamResponse | None:
+    """Callers who may only attest push attestation material (docs/auth.md)."""
+    caller = caller_of(request)
+    if caller is None or caller.can(Access("repository", name, "push")):
+        return None
+    problem = await attestation_problem(registry_of(request).pool, name, manifest, tags)
+    if problem is None:
+        return None
+    denied = RegistryError(
+        ErrorCode.DENIED,
+        f"this manifest needs push; attest allows only attestation material: {problem}",
+        [{"Type": "repository", "Name": name, "Action": "push"}],
+    )
+    return late_refusal(request, Access("repository", name, "push"), denied)
+
+
+@requires(repository("attest"))
 async def put_manifest(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
@@ -154,6 +183,9 @@ async def put_manifest(request: web.Request) -> web.StreamResponse:
                 ErrorCode.DIGEST_INVALID,
                 detail={"expected": str(expected), "received": str(manifest.digest)},
             )
+    refusal = await _attester_refusal(request, name, manifest, tags)
+    if refusal is not None:
+        return refusal
     await store_manifest(reg, name, manifest, tags, request_id=request_id(request))
     headers = {
         "Location": manifest_location(name, manifest.digest),

@@ -25,8 +25,9 @@ from registry.oci.names import is_valid_name
 
 
 def _start_needs(request: web.Request) -> list[Access]:
-    """Push on the target; a cross-repository mount also needs pull on the source."""
-    needs = [Access("repository", request.match_info["name"], "push")]
+    """Attest (pushers may, and attesters push their signatures' blobs) on the target; a
+    cross-repository mount also needs pull on the source."""
+    needs = [Access("repository", request.match_info["name"], "attest")]
     source = request.query.get("from")
     if "mount" in request.query and source:
         needs.append(Access("repository", source, "pull"))
@@ -105,7 +106,7 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-@requires(repository("push"))
+@requires(repository("attest"))
 async def upload_status(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
@@ -113,7 +114,7 @@ async def upload_status(request: web.Request) -> web.StreamResponse:
     return _progress(name, str(state.id), state.size, 204)
 
 
-@requires(repository("push"))
+@requires(repository("attest"))
 async def upload_chunk(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
@@ -124,7 +125,7 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
     return _progress(name, str(state.id), state.size, 202)
 
 
-@requires(repository("push"))
+@requires(repository("attest"))
 async def finish_upload(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
@@ -141,7 +142,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     return _created(name, info)
 
 
-@requires(repository("push"))
+@requires(repository("attest"))
 async def cancel_upload(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     await reg.uploads.cancel(repo_name(request), request.match_info["upload"])
