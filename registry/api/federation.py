@@ -271,6 +271,57 @@ async def forks(request: web.Request) -> ForkList:
     )
 
 
+class TagView(BaseModel):
+    repository: str
+    tag: str
+    here: str | None = Field(description="the digest this node's tag names, if it has it")
+    nodes: dict[str, str] = Field(description="node → the digest its admission record named")
+    agree: bool
+
+
+class TagViews(BaseModel):
+    tags: list[TagView]
+
+
+@API.operation(
+    "GET",
+    "/api/v1/federation/tags",
+    summary="Which digest each node says a tag names, and where they disagree",
+    tag="federation",
+    needs=AUDIT,
+    response=TagViews,
+    params=(
+        Param("repository", "query", "only this repository"),
+        Param("disagreements", "query", "true: only tags the nodes disagree about"),
+    ),
+)
+async def tag_views(request: web.Request) -> TagViews:
+    """Admission by quorum is always per digest; a tag is only a name, and nodes may point
+    it at different digests. This shows them side by side, never resolves them."""
+    registry_wide_only(request, "tags of every namespace")
+    rows = await registry_of(request).pool.fetch(
+        """SELECT f.repository, f.tag, f.node, f.digest, t.manifest_digest AS here
+           FROM federation_tags f
+           LEFT JOIN repositories r ON r.name = f.repository
+           LEFT JOIN tags t ON t.repository_id = r.id AND t.name = f.tag
+           WHERE $1::text IS NULL OR f.repository = $1
+           ORDER BY f.repository, f.tag, f.node LIMIT 5000""",
+        request.query.get("repository"),
+    )
+    views: dict[tuple[str, str], TagView] = {}
+    for row in rows:
+        key = (row["repository"], row["tag"])
+        view = views.setdefault(
+            key, TagView(repository=key[0], tag=key[1], here=row["here"], nodes={}, agree=True)
+        )
+        view.nodes[row["node"]] = row["digest"]
+    for view in views.values():
+        digests = set(view.nodes.values()) | ({view.here} if view.here else set())
+        view.agree = len(digests) <= 1
+    only = request.query.get("disagreements") == "true"
+    return TagViews(tags=[v for v in views.values() if not (only and v.agree)])
+
+
 @requires(PUBLIC)
 async def witness_add_checkpoint(request: web.Request) -> web.StreamResponse:
     """c2sp.org/tlog-witness `add-checkpoint`: plain text in and out, as the spec says."""

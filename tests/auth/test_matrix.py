@@ -463,6 +463,7 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ),
     ("DELETE /api/v1/peers/{name}", simple("DELETE", "/api/v1/peers/nobody"), UNKNOWN_ADMIN),
     ("GET /api/v1/federation/forks", simple("GET", "/api/v1/federation/forks"), OPEN),
+    ("GET /api/v1/federation/tags", simple("GET", "/api/v1/federation/tags"), ADMIN),
     # The witness is public (the checkpoint's signature is its authentication); an
     # unknown log is 404 for everyone, as c2sp.org/tlog-witness says.
     (

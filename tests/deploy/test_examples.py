@@ -43,6 +43,19 @@ def test_helm_values_name_every_secret_the_templates_use() -> None:
     assert Path(DEPLOY / "policies" / "kyverno-require-zoll-vsa.yaml").exists()
 
 
+def test_kyverno_quorum_example_asks_two_of_three_node_keys_for_passed() -> None:
+    policy = yaml.safe_load((DEPLOY / "policies" / "kyverno-require-two-nodes.yaml").read_text())
+    rule = policy["spec"]["rules"][0]["verifyImages"][0]
+    [attestation] = rule["attestations"]
+    assert attestation["type"] == "https://slsa.dev/verification_summary/v1"
+    [attestor] = attestation["attestors"]
+    assert attestor["count"] == 2 and len(attestor["entries"]) == 3
+    keys = {e["keys"]["publicKeys"] for e in attestor["entries"]}
+    assert len(keys) == 3  # three distinct node keys
+    assert attestation["conditions"][0]["all"][0]["value"] == "PASSED"
+    assert rule["verifyDigest"] and rule["required"]
+
+
 def test_opendesk_mirror_set_covers_the_suite_with_pinned_tags() -> None:
     from registry.mirror.sets import MirrorSet
 

@@ -82,3 +82,47 @@ async def test_a_follower_replicates_and_judges_what_its_peer_admitted(
                 layers = (await r.json(content_type=None))["layers"]
             signers = {layer["annotations"].get("dev.zoll.attestation.keyid") for layer in layers}
             assert {key_a, key_b} <= signers
+
+
+async def test_nodes_that_disagree_about_a_tag_keep_their_own_and_show_it(
+    pg_admin_dsn: str,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    builder: Builder,
+    supplier: Supplier,
+) -> None:
+    settings = {
+        "attest": {"trust_policy": str(supplier.policy)},
+        "namespaces": [{"prefix": "opendesk/", "admission": "enforce"}],
+    }
+    follow = {"follow": [{"peer": "zoll-a", "repositories": ["opendesk/*"]}]}
+    async with (
+        nodes(pg_admin_dsn, tmp_path, "zoll-a", **settings) as first,
+        nodes(pg_admin_dsn, tmp_path, "zoll-b", federation=follow, **settings) as second,
+    ):
+        a, b = first["zoll-a"], second["zoll-b"]
+        await pin(http, a, b)
+        await pin(http, b, a)
+        theirs = await push(a, builder, tmp_path / "a", "opendesk/app", containerfile(marker="A"))
+        ours = await push(b, builder, tmp_path / "b", "opendesk/app", containerfile(marker="B"))
+        await sign(a, "opendesk/app", theirs, supplier)
+        await drain(PipelineRunner(a.services))
+        await FederationWorker(a.services).witness_round()
+        await FederationWorker(b.services).follow_round()
+        await drain(PipelineRunner(b.services))
+
+        async with http.get(f"{b.url}/api/v1/images/opendesk/app@{theirs}/status") as r:
+            assert r.status == 200  # the digest came; the tag stays on ours ("here" below)
+        async with http.get(
+            f"{b.url}/api/v1/federation/tags", params={"disagreements": "true"}
+        ) as r:
+            views = (await r.json())["tags"]
+        assert views == [
+            {
+                "repository": "opendesk/app",
+                "tag": "1.0.0",
+                "here": str(ours),
+                "nodes": {"zoll-a": str(theirs)},
+                "agree": False,
+            }
+        ]
