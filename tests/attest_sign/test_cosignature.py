@@ -50,7 +50,7 @@ def test_cosignature_bytes_follow_the_spec() -> None:
     assert [(c.cosigner.name, c.timestamp) for c in found] == [("witness.example/w1", 1679315147)]
     # vkeys carry type 0x04 and round-trip
     vkey = cosigner.vkey()
-    assert base64.b64decode(vkey.split("+")[2])[0] == 0x04
+    assert base64.b64decode(vkey.split("+", 2)[2])[0] == 0x04
     assert Cosigner.from_vkey(vkey) == cosigner
 
 

@@ -92,7 +92,12 @@ async def test_the_vsa_names_the_registry_the_inputs_and_a_policy_that_is_served
     digest, _ = await judged(live, key, http)
     api = f"{live.url}/api/v1"
     predicate = vsa_of(await get(http, f"{api}/images/opendesk/app@{digest}/attestations"))
-    assert predicate["verificationResult"] == "PASSED"
+    # The VSA states the node's verdict: PASSED exactly when the image is admitted. This
+    # random image fails the hardening criteria while its supplier's signature holds.
+    status = await get(http, f"{api}/images/opendesk/app@{digest}/status")
+    verification = await get(http, f"{api}/images/opendesk/app@{digest}/verification")
+    assert status["state"] == "quarantined" and verification["document"]["passed"]
+    assert predicate["verificationResult"] == "FAILED"
     assert predicate["resourceUri"] == f"oci://registry.example.org/opendesk/app@{digest}"
 
     # Every supplier attestation the verification relied on, each resolvable and pinned.
