@@ -233,9 +233,16 @@ def cosign_attestation_manifest(
         ]
     if all(d.digest != layer.descriptor.digest for d in layers):
         layers.append(layer.descriptor)
+    return _cosign_manifest(layers, cosign_tag(subject.digest), (layer,))
+
+
+def _cosign_manifest(
+    layers: list[Descriptor], tag: str, new_blobs: tuple[Blob, ...] = ()
+) -> PushManifest:
+    """A cosign tag-scheme manifest of `layers`, with the config go-containerregistry
+    writes for cosign's signature images."""
     if len(layers) > MAX_COSIGN_LAYERS:
-        raise ArtifactError(f"the .att manifest would have more than {MAX_COSIGN_LAYERS} layers")
-    # The config go-containerregistry writes for cosign's signature images.
+        raise ArtifactError(f"the {tag} manifest would have more than {MAX_COSIGN_LAYERS} layers")
     config = {
         "architecture": "",
         "created": _ZERO_TIME,
@@ -251,7 +258,7 @@ def cosign_attestation_manifest(
         "config": config_blob.descriptor.to_json(),
         "layers": [d.to_json() for d in layers],
     }
-    return PushManifest(_dump(manifest), (config_blob, layer), cosign_tag(subject.digest))
+    return PushManifest(_dump(manifest), (config_blob, *new_blobs), tag)
 
 
 def attestation_artifacts(
@@ -317,21 +324,4 @@ def merge_cosign_manifest(
     for desc in theirs.layers:
         if all(d.digest != desc.digest for d in layers):
             layers.append(desc)
-    if len(layers) > MAX_COSIGN_LAYERS:
-        raise ArtifactError(f"the merged {tag} manifest would have too many layers")
-    config = {
-        "architecture": "",
-        "created": _ZERO_TIME,
-        "history": [{"created": _ZERO_TIME} for _ in layers],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": [str(d.digest) for d in layers]},
-        "config": {},
-    }
-    config_blob = Blob.of(mt.OCI_CONFIG, _dump(config))
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": config_blob.descriptor.to_json(),
-        "layers": [d.to_json() for d in layers],
-    }
-    return PushManifest(_dump(manifest), (config_blob,), tag)
+    return _cosign_manifest(layers, tag)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from policy.analyzer.model import ImageAnalysis
-from policy.catalog import Catalog, CatalogError
+from policy.catalog import Catalog
 from policy.checks import CHECKS, Inputs
 from policy.context import ImageContext
+from policy.judging import judge, report
 from policy.packages import VulnFinding
-from policy.report import CriterionResult, HardeningReport
+from policy.report import HardeningReport
 
 
 def evaluate(
@@ -27,44 +28,5 @@ def evaluate(
     None means no vulnerability data (the vulnerability criterion is then n/a).
     """
     inputs = Inputs(analysis, context or ImageContext(), vulnerabilities)
-    results = []
-    for criterion in catalog.for_subject("image"):
-        if not criterion.enabled:
-            results.append(
-                CriterionResult(
-                    criterion.id,
-                    criterion.title,
-                    criterion.rule,
-                    criterion.severity,
-                    "not_applicable",
-                    (f"disabled by override {', '.join(catalog.overrides) or '(base)'}",),
-                )
-            )
-            continue
-        check = CHECKS.get(criterion.check)
-        if check is None:
-            raise CatalogError(f"criterion {criterion.id}: no check named {criterion.check!r}")
-        outcome = check(inputs, criterion.params)
-        results.append(
-            CriterionResult(
-                criterion.id,
-                criterion.title,
-                criterion.rule,
-                criterion.severity,
-                outcome.status,
-                outcome.evidence,
-            )
-        )
-    stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return HardeningReport(
-        subject_digest=analysis.manifest_digest,
-        subject_name=context.repository if context else None,
-        catalog_name=catalog.name,
-        catalog_version=catalog.version,
-        catalog_digest=catalog.digest,
-        catalog_overrides=catalog.overrides,
-        analyzer_version=analysis.analyzer_version,
-        analysis_complete=analysis.complete,
-        evaluated_at=stamp,
-        results=tuple(results),
-    )
+    results = judge(catalog, "image", CHECKS, inputs)
+    return report(analysis, context.repository if context else None, catalog, results, now)

@@ -5,6 +5,7 @@ recomputing the peer's tree from its published tiles."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,6 +21,14 @@ from tests.support.pipeline import drain
 pytestmark = pytest.mark.slow
 
 
+def enforcing(supplier: Supplier) -> dict[str, Any]:
+    """Node settings: the supplier's trust policy, opendesk/ admitted images only."""
+    return {
+        "attest": {"trust_policy": str(supplier.policy)},
+        "namespaces": [{"prefix": "opendesk/", "admission": "enforce"}],
+    }
+
+
 async def test_a_follower_replicates_and_judges_what_its_peer_admitted(
     pg_admin_dsn: str,
     tmp_path: Path,
@@ -27,10 +36,7 @@ async def test_a_follower_replicates_and_judges_what_its_peer_admitted(
     builder: Builder,
     supplier: Supplier,
 ) -> None:
-    settings = {
-        "attest": {"trust_policy": str(supplier.policy)},
-        "namespaces": [{"prefix": "opendesk/", "admission": "enforce"}],
-    }
+    settings = enforcing(supplier)
     async with nodes(pg_admin_dsn, tmp_path, "zoll-a", **settings) as first:
         a = first["zoll-a"]
         follow = {"follow": [{"peer": "zoll-a", "repositories": ["opendesk/*"]}]}
@@ -91,10 +97,7 @@ async def test_nodes_that_disagree_about_a_tag_keep_their_own_and_show_it(
     builder: Builder,
     supplier: Supplier,
 ) -> None:
-    settings = {
-        "attest": {"trust_policy": str(supplier.policy)},
-        "namespaces": [{"prefix": "opendesk/", "admission": "enforce"}],
-    }
+    settings = enforcing(supplier)
     follow = {"follow": [{"peer": "zoll-a", "repositories": ["opendesk/*"]}]}
     async with (
         nodes(pg_admin_dsn, tmp_path, "zoll-a", **settings) as first,
