@@ -22,7 +22,7 @@ async def jobs_since(pool: asyncpg.Pool, since: datetime) -> tuple[int, int]:
     """(pending, finished) jobs created since `since` (one small count)."""
     row = await pool.fetchrow(
         """SELECT count(*) FILTER (WHERE state IN ('queued', 'running')) AS pending,
-                  count(*) FILTER (WHERE state IN ('done', 'failed')) AS done
+                  count(*) FILTER (WHERE state IN ('done', 'failed', 'cancelled')) AS done
            FROM jobs WHERE created_at >= $1""",
         since,
     )

@@ -71,6 +71,11 @@ class Permanent(Exception):
     """A failure retrying cannot fix (bad input, a refused upstream): fail the job now."""
 
 
+class Cancelled(Exception):
+    """Not a failure: what the job was for is gone (an image deleted while its jobs
+    waited or ran). The job ends as `cancelled`, quietly, and is not retried."""
+
+
 class JobQueue:
     def __init__(self, pool: asyncpg.Pool, *, lease_seconds: float = 600, max_attempts: int = 5):
         self.pool = pool
@@ -218,6 +223,27 @@ class JobQueue:
             backoff,
         )
         return bool(state == "queued")
+
+    async def cancel(self, job: Job, reason: str) -> None:
+        """End a job whose subject is gone; its result says why. A rerun asked for
+        meanwhile is dropped with it: there is nothing left to run it on."""
+        await self.pool.execute(
+            """UPDATE jobs SET state = 'cancelled', rerun = false, lease_until = NULL,
+                      last_error = NULL, result = $2, updated_at = now()
+               WHERE id = $1""",
+            job.id,
+            {"outcome": "cancelled", "reason": reason},
+        )
+
+    async def cancel_queued(self, keys: Collection[str], reason: str) -> int:
+        """Cancel the queued jobs of these keys (running ones notice by themselves)."""
+        status = await self.pool.execute(
+            """UPDATE jobs SET state = 'cancelled', result = $2, updated_at = now()
+               WHERE key = ANY($1::text[]) AND state = 'queued'""",
+            list(keys),
+            {"outcome": "cancelled", "reason": reason},
+        )
+        return int(status.split()[-1])
 
     async def postpone(self, job: Job, delay: float, reason: str) -> None:
         """Queue again later without spending an attempt (inputs not ready yet)."""

@@ -28,6 +28,7 @@ from registry.pipeline.classify import classify
 from registry.pipeline.jobs import (
     HANDOFF,
     NOTIFY_CHANNEL,
+    Cancelled,
     Handoff,
     Job,
     JobQueue,
@@ -190,6 +191,9 @@ class PipelineRunner:
                 result = await HANDLERS[job.kind](self.svc, job)
         except RetryLater as later:
             await self.svc.jobs.postpone(job, later.delay, str(later))
+        except Cancelled as cancelled:
+            log.info("job cancelled", kind=job.kind, key=job.key, reason=str(cancelled))
+            await self.svc.jobs.cancel(job, str(cancelled))
         except Exception as exc:
             permanent = isinstance(exc, Permanent)
             if permanent:

@@ -47,15 +47,22 @@ from registry.oci.digest import Digest
 from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
-from registry.pipeline.jobs import RetryLater
+from registry.pipeline.jobs import Cancelled, JobQueue, RetryLater
 from registry.pipeline.services import PipelineServices
 
 log = get_logger("zoll.pipeline")
 STAGES = ("verify", "scan", "rebuild", "attest", "admit")
+DELETED = "the image was deleted"
 
 
 def job_key(stage: str, repository: str, digest: str) -> str:
     return f"{stage}:{repository}@{digest}"
+
+
+async def cancel_deleted(jobs: JobQueue, repository: str, digest: str) -> int:
+    """Cancel the queued stages of an image that was just deleted."""
+    keys = [job_key(stage, repository, digest) for stage in STAGES]
+    return await jobs.cancel_queued(keys, DELETED)
 
 
 async def enqueue(
@@ -70,10 +77,12 @@ async def enqueue(
 
 
 async def run_stage(svc: PipelineServices, stage: str, repository: str, digest: str) -> str:
-    """Run one stage; returns its outcome word. Raises RetryLater when inputs are not ready."""
+    """Run one stage; returns its outcome word. Raises RetryLater when inputs are not ready,
+    Cancelled when the image was deleted before or while the stage ran (whatever the
+    deletion made the stage trip over: a missing manifest, blob or row)."""
     row = await status.get(svc.registry.pool, repository, digest)
     if row is None:
-        return "gone"  # the manifest was deleted since the job was queued
+        raise Cancelled(DELETED)
     handler = {
         "verify": _verify,
         "scan": _scan,
@@ -81,7 +90,14 @@ async def run_stage(svc: PipelineServices, stage: str, repository: str, digest: 
         "attest": _attest,
         "admit": _admit,
     }[stage]
-    outcome, detail = await handler(svc, repository, digest, row)
+    try:
+        outcome, detail = await handler(svc, repository, digest, row)
+    except (RetryLater, Cancelled):
+        raise
+    except Exception:
+        if await status.get(svc.registry.pool, repository, digest) is None:
+            raise Cancelled(DELETED) from None
+        raise
     await status.event(svc.registry.pool, repository, digest, stage, outcome, detail)
     log.info("stage done", stage=stage, repository=repository, digest=digest, outcome=outcome)
     return outcome
@@ -266,7 +282,8 @@ async def _attach(
     in memory, written once). The blobs go in one batch, then all manifests in one
     transaction. Returns the log indexes."""
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
-    assert image is not None
+    if image is None:  # deleted while it was being signed: what was logged stays logged
+        raise Cancelled(DELETED)
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
     try:
         existing: bytes | None = (
