@@ -62,12 +62,14 @@ def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
 
 
 async def apply_and_queue(
-    pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str
+    pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str, *, max_attempts: int = 5
 ) -> tuple[list[str], datetime]:
-    """Store a set and queue every entry for the service's workers; return the entry
-    names and when the set was applied (its jobs are those created since)."""
+    """Store a set and queue every entry for the service's workers (each tried up to
+    `max_attempts` times: `pipeline.max_attempts`); return the entry names and when the
+    set was applied."""
     names = await apply_set(pool, mirror_set, sha256)
-    await JobQueue(pool).enqueue_many([entry_job(mirror_set.name, n) for n in names])
+    jobs = JobQueue(pool, max_attempts=max_attempts)
+    await jobs.enqueue_many([entry_job(mirror_set.name, n) for n in names])
     return names, await applied_at(pool, mirror_set.name)
 
 

@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -67,7 +68,12 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-class Permanent(Exception):
+class Failed(Exception):
+    """A failure the job tells in one line (an upstream that cannot be reached): logged
+    without a traceback, retried with backoff."""
+
+
+class Permanent(Failed):
     """A failure retrying cannot fix (bad input, a refused upstream): fail the job now."""
 
 
@@ -205,24 +211,27 @@ class JobQueue:
             NOTIFY_CHANNEL,
         )
 
-    async def fail(self, job: Job, error: str, *, permanent: bool = False) -> bool:
-        """Record a failure; True if the job will run again (retried, or a rerun was asked
-        for while it ran: then with a fresh set of attempts)."""
+    async def fail(self, job: Job, error: str, *, permanent: bool = False) -> datetime | None:
+        """Record a failure; return when the job runs again (retried, or a rerun was asked
+        for while it ran: then with a fresh set of attempts), None if it failed for good."""
         retry = not permanent and job.attempts < job.max_attempts
         backoff = min(600.0, 2.0**job.attempts) * random.uniform(0.8, 1.2)
-        state = await self.pool.fetchval(
+        row = await self.pool.fetchrow(
             """UPDATE jobs SET state = CASE WHEN $2 OR rerun THEN 'queued' ELSE 'failed' END,
                       attempts = CASE WHEN rerun AND NOT $2 THEN 0 ELSE attempts END,
                       run_after = now() + make_interval(
                           secs => CASE WHEN $2 THEN $4 ELSE 0 END),
                       rerun = false, last_error = $3, lease_until = NULL, updated_at = now()
-               WHERE id = $1 RETURNING state""",
+               WHERE id = $1 RETURNING state, run_after""",
             job.id,
             retry,
             error[:4000],
             backoff,
         )
-        return bool(state == "queued")
+        if row is None or row["state"] != "queued":
+            return None
+        next_try: datetime = row["run_after"]
+        return next_try
 
     async def cancel(self, job: Job, reason: str) -> None:
         """End a job whose subject is gone; its result says why. A rerun asked for

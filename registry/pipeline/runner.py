@@ -29,6 +29,7 @@ from registry.pipeline.jobs import (
     HANDOFF,
     NOTIFY_CHANNEL,
     Cancelled,
+    Failed,
     Handoff,
     Job,
     JobQueue,
@@ -196,13 +197,17 @@ class PipelineRunner:
             await self.svc.jobs.cancel(job, str(cancelled))
         except Exception as exc:
             permanent = isinstance(exc, Permanent)
-            if permanent:
-                log.warning("job refused", kind=job.kind, key=job.key, error=str(exc))
+            told = isinstance(exc, Failed)  # says in one line what went wrong
+            error = str(exc) if told else f"{type(exc).__name__}: {exc}"
+            next_try = await self.svc.jobs.fail(job, error, permanent=permanent)
+            attempt = {"attempt": job.attempts, "max_attempts": job.max_attempts}
+            event = "job failed" if next_try is not None else "job failed for good"
+            retry = {"next_try_at": next_try.isoformat()} if next_try is not None else {}
+            if told:
+                log.warning(event, kind=job.kind, key=job.key, error=error, **attempt, **retry)
             else:
-                log.exception("job failed", kind=job.kind, key=job.key)
-            error = f"{type(exc).__name__}: {exc}"
-            retried = await self.svc.jobs.fail(job, error, permanent=permanent)
-            if not retried and job.kind in STAGES:
+                log.exception(event, kind=job.kind, key=job.key, **attempt, **retry)
+            if next_try is None and job.kind in STAGES:
                 await self._reject(job, error)
         else:
             await self.svc.jobs.complete(job, result, then=handoff.job)

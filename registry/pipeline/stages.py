@@ -48,15 +48,12 @@ from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status
 from registry.pipeline.jobs import Cancelled, JobQueue, RetryLater
+from registry.pipeline.keys import STAGES, job_key
 from registry.pipeline.services import PipelineServices
 
+__all__ = ["STAGES", "cancel_deleted", "enqueue", "job_key", "run_stage"]
 log = get_logger("zoll.pipeline")
-STAGES = ("verify", "scan", "rebuild", "attest", "admit")
 DELETED = "the image was deleted"
-
-
-def job_key(stage: str, repository: str, digest: str) -> str:
-    return f"{stage}:{repository}@{digest}"
 
 
 async def cancel_deleted(jobs: JobQueue, repository: str, digest: str) -> int:

@@ -113,6 +113,12 @@ async def test_apply_waits_on_the_running_service_through_its_api(
     async with http.get(f"{base}/api/v1/mirror/sets/local/progress") as r:
         progress = await r.json()
     assert progress["finished"] is True and progress["pending"] == 0
+    # images count as images (what the progress bar shows), judged ones as ended
+    assert (progress["wanted"], progress["ended"]) == (1, 1)
+    assert progress["entries"] == [
+        {"entry": "app", "state": "done", "images": 1, "copied": 1, "error": None,
+         "attempt": None, "max_attempts": None, "next_try_at": None}
+    ]  # fmt: skip
     assert [i["digest"] for i in progress["images"]] == [str(digest)]
     async with http.get(f"{base}/api/v1/mirror/sets") as r:
         [entry] = (await r.json())["entries"]
