@@ -25,3 +25,9 @@ UPLOADS_EXPIRED = Counter("zoll_uploads_expired_total", "Upload sessions expired
 BUDGET_BYTES = Gauge(
     "zoll_upload_buffer_bytes", "Upload bytes held in memory", multiprocess_mode="livesum"
 )
+JOB_OUTCOMES = Counter(
+    "zoll_job_outcomes_total",
+    "Pipeline and mirror jobs by kind and how each run ended: done, retried (failed, tried "
+    "again later), failed (for good), cancelled (its image was deleted), postponed",
+    ["kind", "outcome"],
+)

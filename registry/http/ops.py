@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from registry.http.access import PUBLIC, registry_wide, requires
 from registry.http.state import registry_of
+from registry.pipeline import gauges
 from registry.storage.base import StorageError
 
 
@@ -46,4 +47,5 @@ async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(collector)
     else:
         body = generate_latest()
+    body += await gauges.exposition(registry_of(request).pool)  # the queue, mirror sets
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

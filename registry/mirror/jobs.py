@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from registry.mirror.sets import MirrorEntry, MirrorSet
-from registry.mirror.store import entry_job, load_set
+from registry.mirror.store import entry_job, entry_lane, load_set
 from registry.mirror.upstream import problem
 from registry.oci.client import NotFoundError, RemoteReader
 from registry.oci.reader import ContentNotFound, ContentReader
@@ -25,17 +25,25 @@ from registry.pipeline.runner import job_handler, periodic
 from registry.pipeline.services import PipelineServices
 
 
-async def queue_entry(svc: PipelineServices, set_name: str, entry: str) -> int | None:
-    return await svc.jobs.enqueue(*entry_job(set_name, entry))
+async def queue_entry(
+    svc: PipelineServices, set_name: str, entry: str, source: str | None = None
+) -> int | None:
+    if source is None:
+        source = (await load_set(svc.registry.pool, set_name)).entry(entry).source
+    return await svc.jobs.enqueue(*entry_job(set_name, entry), lane=entry_lane(source))
 
 
 @periodic
 async def queue_due_entries(svc: PipelineServices) -> int:
     rows = await svc.registry.pool.fetch(
-        "SELECT set_name, name FROM mirror_entries WHERE next_run_at <= now()"
+        """SELECT e.set_name, e.name,
+                  (SELECT m->>'source' FROM jsonb_array_elements(s.document->'mirrors') m
+                    WHERE m->>'name' = e.name) AS source
+           FROM mirror_entries e JOIN mirror_sets s ON s.name = e.set_name
+           WHERE e.next_run_at <= now()"""
     )
     for row in rows:
-        await queue_entry(svc, row["set_name"], row["name"])
+        await queue_entry(svc, row["set_name"], row["name"], row["source"] or "")
     return len(rows)
 
 

@@ -13,9 +13,9 @@ import asyncpg
 
 from registry import audit
 from registry.mirror.sets import MirrorSet
-from registry.pipeline.jobs import JobQueue
+from registry.pipeline.jobs import BULK, JobQueue, Lane
 
-__all__ = ["applied_at", "apply_and_queue", "apply_set", "entry_job", "load_set"]
+__all__ = ["applied_at", "apply_and_queue", "apply_set", "entry_job", "entry_lane", "load_set"]
 
 
 async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> list[str]:
@@ -61,6 +61,12 @@ def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
     return "mirror-entry", f"mirror-entry:{set_name}/{entry}", {"set": set_name, "entry": entry}
 
 
+def entry_lane(source: str) -> Lane:
+    """Mirror work is bulk work; each upstream is a source that takes turns with the
+    others (the images an entry finds, and their pipeline stages, inherit the lane)."""
+    return Lane(BULK, f"mirror:{source}")
+
+
 async def apply_and_queue(
     pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str, *, max_attempts: int = 5
 ) -> tuple[list[str], datetime]:
@@ -69,7 +75,10 @@ async def apply_and_queue(
     set was applied."""
     names = await apply_set(pool, mirror_set, sha256)
     jobs = JobQueue(pool, max_attempts=max_attempts)
-    await jobs.enqueue_many([entry_job(mirror_set.name, n) for n in names])
+    await jobs.enqueue_many(
+        [entry_job(mirror_set.name, n) for n in names],
+        lanes=[entry_lane(mirror_set.entry(n).source) for n in names],
+    )
     return names, await applied_at(pool, mirror_set.name)
 
 

@@ -21,18 +21,23 @@ from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
 from registry.http.state import Registry
 from registry.logs import get_logger
+from registry.metrics import JOB_OUTCOMES
 from registry.oci.digest import Digest, DigestError
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.pipeline import status
 from registry.pipeline.classify import classify
 from registry.pipeline.jobs import (
+    BULK,
     HANDOFF,
+    LANE,
     NOTIFY_CHANNEL,
+    PUSH,
     Cancelled,
     Failed,
     Handoff,
     Job,
     JobQueue,
+    Lane,
     Permanent,
     RetryLater,
 )
@@ -103,9 +108,15 @@ async def notice_manifest(
     if not external or not evaluated:
         return
     jobs = JobQueue(registry.pool, max_attempts=registry.config.pipeline.max_attempts)
+    # Pushed (or fetched through a pull-through cache) someone waits for it; stored by a
+    # job (a mirror copy), it is work of that job's lane.
+    lane = LANE.get() or Lane(PUSH, f"push:{repository}")
     if kind != "artifact":
         await jobs.enqueue(
-            "verify", f"verify:{repository}@{digest}", {"repository": repository, "digest": digest}
+            "verify",
+            f"verify:{repository}@{digest}",
+            {"repository": repository, "digest": digest},
+            lane=lane,
         )
         return
     subject = str(manifest.subject.digest) if manifest.subject else _cosign_subject(tags)
@@ -118,6 +129,7 @@ async def notice_manifest(
             f"verify:{repository}@{subject}",
             {"repository": repository, "digest": subject},
             delay=1,
+            lane=lane,
         )
 
 
@@ -187,19 +199,23 @@ class PipelineRunner:
     async def _run_one(self, job: Job, handoff: Handoff) -> None:
         keeper = asyncio.create_task(self._keep_lease(job))
         token = HANDOFF.set(handoff)
+        lane = LANE.set(job.lane)  # what it queues is work of the same lane
         try:
             with acting_as(PIPELINE_ACTOR):
                 result = await HANDLERS[job.kind](self.svc, job)
         except RetryLater as later:
             await self.svc.jobs.postpone(job, later.delay, str(later))
+            JOB_OUTCOMES.labels(job.kind, "postponed").inc()
         except Cancelled as cancelled:
             log.info("job cancelled", kind=job.kind, key=job.key, reason=str(cancelled))
             await self.svc.jobs.cancel(job, str(cancelled))
+            JOB_OUTCOMES.labels(job.kind, "cancelled").inc()
         except Exception as exc:
             permanent = isinstance(exc, Permanent)
             told = isinstance(exc, Failed)  # says in one line what went wrong
             error = str(exc) if told else f"{type(exc).__name__}: {exc}"
             next_try = await self.svc.jobs.fail(job, error, permanent=permanent)
+            JOB_OUTCOMES.labels(job.kind, "failed" if next_try is None else "retried").inc()
             attempt = {"attempt": job.attempts, "max_attempts": job.max_attempts}
             event = "job failed" if next_try is not None else "job failed for good"
             retry = {"next_try_at": next_try.isoformat()} if next_try is not None else {}
@@ -211,9 +227,11 @@ class PipelineRunner:
                 await self._reject(job, error)
         else:
             await self.svc.jobs.complete(job, result, then=handoff.job)
+            JOB_OUTCOMES.labels(job.kind, "done").inc()
             return
         finally:
             HANDOFF.reset(token)
+            LANE.reset(lane)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -254,7 +272,15 @@ class PipelineRunner:
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_SECONDS)
 
     async def reevaluate(self) -> int:
-        """Queue images never judged, or judged with other inputs than today's."""
+        """Queue images never judged, or judged with other inputs than today's (as bulk
+        work: what was pushed meanwhile goes first)."""
+        token = LANE.set(Lane(BULK, "reevaluate"))
+        try:
+            return await self._reevaluate()
+        finally:
+            LANE.reset(token)
+
+    async def _reevaluate(self) -> int:
         pool = self.svc.registry.pool
         queued = 0
         for row in await pool.fetch(
