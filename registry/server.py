@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import os
 import random
 import signal
@@ -31,7 +33,7 @@ from registry.gc import collect
 from registry.http.app import build_app
 from registry.logs import get_logger
 from registry.memory import tune_malloc
-from registry.processes import alive
+from registry.processes import alive, port_holder
 from registry.service import close_registry, open_registry
 
 log = get_logger("zoll.server")
@@ -126,6 +128,73 @@ async def _repair(config: Config, pool: Any) -> None:
         keyring.close()
 
 
+class StartError(Exception):
+    """`zoll serve` cannot start; the message says why in one sentence. Raised before
+    anything was started, so nothing is left running."""
+
+
+LOCK_FILE = "serve.lock"
+
+
+def _claim_data_dir(config: Config) -> int | None:
+    """Hold `<data_dir>/serve.lock` while this service runs from the data folder with its
+    embedded backends (one PostgreSQL and one SeaweedFS per folder); the lock is the
+    open file's, so it goes when the service does, however it ends. Services with an
+    external database and S3 may share a folder (replicas sharing the signing key)."""
+    embedded_s3 = config.storage.driver == "s3" and not config.storage.s3.endpoint
+    if config.database.dsn and not embedded_s3:
+        return None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = config.data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        running = local_service.find(config.data_dir)
+        where = f", serving on {running.url}" if running is not None else ", starting"
+        raise StartError(
+            f"zoll serve is already running from the data folder {config.data_dir.resolve()} "
+            f"(process {holder}{where}): stop it first, or start this one with another "
+            "--data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """The listening address, checked before anything starts: the workers of this service
+    share it (SO_REUSEPORT), nobody else may. A first bind without SO_REUSEPORT fails if
+    anyone listens there — another program, or another Zoll whose workers would otherwise
+    share the port with ours — then the socket the workers join is bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(_bind_problem(host, port, exc)) from None
+        port = probe.getsockname()[1]  # port 0: the one the kernel chose, for the workers
+    try:
+        return _listen_socket(host, port)
+    except OSError as exc:  # taken in between
+        raise StartError(_bind_problem(host, port, exc)) from None
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno != errno.EADDRINUSE:
+        return f"zoll serve cannot listen on {address}: {exc.strerror}"
+    holder = port_holder(port)
+    return (
+        f"zoll serve cannot listen on {address}: the address is in use"
+        + (f" by {holder}" if holder else " by another program")
+        + "; stop it, or choose another --port"
+    )
+
+
 def _listen_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -213,14 +282,20 @@ def run(
 ) -> int:
     """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
     `on_admin_created(password)` once if the first start created the admin account."""
+    lock = _claim_data_dir(config)  # StartError before anything started
+    try:
+        sock = _reserve_port(config.http.host, config.http.port)
+    except StartError:
+        if lock is not None:
+            os.close(lock)
+        raise
+    port = sock.getsockname()[1]
     supervisor = Supervisor(config)
     try:
         effective = supervisor.start_backends()
         password = asyncio.run(_prepare(effective))
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
-        sock = _listen_socket(effective.http.host, effective.http.port)
-        port = sock.getsockname()[1]
         workers = effective.http.workers
 
         def ready(config: Config, port: int) -> None:
@@ -235,8 +310,11 @@ def run(
             return 0
         return _run_forked(effective, sock, port, workers, ready)
     finally:
+        sock.close()
         local_service.withdraw(config.data_dir, os.getpid())
         supervisor.stop_backends()
+        if lock is not None:
+            os.close(lock)
 
 
 def _run_forked(
@@ -269,13 +347,13 @@ def _run_forked(
                 os._exit(code)
         children.append(pid)
     os.close(write_fd)
-    parent_sock.close()
     started = 0
     while started < workers:
         chunk = os.read(read_fd, workers)
         if not chunk:
             break
         started += len(chunk)
+    parent_sock.close()  # held (bound, not listening) until every worker listens
     if started == workers:
         on_ready(config, port)
 

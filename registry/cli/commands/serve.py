@@ -74,7 +74,11 @@ def _serve(args: argparse.Namespace) -> int:
         console.print(f"[red]{exc}[/]")
         return 2
     from registry.logs import configure_logging
-    from registry.server import run
+    from registry.server import StartError, run
 
     configure_logging(config.log)
-    return run(config, _banner, _admin_created)
+    try:
+        return run(config, _banner, _admin_created)
+    except StartError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        return 2
