@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import random
+import select
 import signal
 import socket
 from collections.abc import Callable
@@ -328,34 +329,25 @@ def _run_forked(
     children: list[int] = []
     for _ in range(workers):
         pid = os.fork()
-        if pid == 0:  # worker
-            os.close(read_fd)
-            parent_sock.close()
-            sock = _listen_socket(config.http.host, port)
-            sock.listen(1024)
-            code = 0
-
-            def signal_ready() -> None:
-                os.write(write_fd, b".")
-
+        if pid == 0:  # worker: never returns into the supervisor's code
+            code = 1
             try:
+                os.close(read_fd)
+                parent_sock.close()
+                sock = _listen_socket(config.http.host, port)
+                sock.listen(1024)
+
+                def signal_ready() -> None:
+                    os.write(write_fd, b".")
+
                 _run_worker(config, sock, signal_ready)
+                code = 0
             except BaseException:
                 log.exception("worker failed")
-                code = 1
             finally:
                 os._exit(code)
         children.append(pid)
     os.close(write_fd)
-    started = 0
-    while started < workers:
-        chunk = os.read(read_fd, workers)
-        if not chunk:
-            break
-        started += len(chunk)
-    parent_sock.close()  # held (bound, not listening) until every worker listens
-    if started == workers:
-        on_ready(config, port)
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -364,9 +356,40 @@ def _run_forked(
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    status = 0
+    exited: dict[int, int] = {}
+    ready = _await_workers(read_fd, children, exited)
+    parent_sock.close()  # held (bound, not listening) until every worker listens
+    if ready:
+        on_ready(config, port)
+    else:  # one died starting (its log says why): stop the others, then the backends
+        log.error("a worker failed to start; stopping", workers=workers, exited=len(exited))
+        forward(signal.SIGTERM, None)
+    status = 0 if ready else 1
     for child in children:
-        _, code = os.waitpid(child, 0)
-        status = status or os.waitstatus_to_exitcode(code)
+        if child in exited:
+            code = exited[child]
+        else:
+            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        status = status or code
     os.close(read_fd)
     return 0 if status in (0, -signal.SIGINT, -signal.SIGTERM) else 1
+
+
+def _await_workers(read_fd: int, children: list[int], exited: dict[int, int]) -> bool:
+    """Wait until every worker says it is ready (True), or one of them ended first
+    (False; its exit status goes into `exited`)."""
+    started = 0
+    while started < len(children):
+        readable, _, _ = select.select([read_fd], [], [], 0.5)
+        if readable:
+            chunk = os.read(read_fd, len(children))
+            if not chunk:
+                return False
+            started += len(chunk)
+            continue
+        for child in children:
+            pid, status = os.waitpid(child, os.WNOHANG)
+            if pid:
+                exited[child] = os.waitstatus_to_exitcode(status)
+                return False
+    return True
