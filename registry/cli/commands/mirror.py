@@ -12,12 +12,11 @@ image is admitted or quarantined. Interrupted runs resume where they stopped.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.cli.args import add_config_args, add_database_args
+from registry.cli.args import add_config_args, add_database_args, add_service_args
 from registry.cli.output import (
     add_json_flag,
     console,
@@ -50,17 +49,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="wait until every image is admitted or quarantined (by the service, or by "
         "this process with --run)",
     )
-    apply.add_argument(
-        "--url",
-        default=os.environ.get("ZOLL_URL"),
-        help="apply through this service's API (or ZOLL_URL; credentials from ZOLL_USER and "
-        "ZOLL_PASSWORD); default: the service running from the data folder, if any",
-    )
+    add_service_args(apply, "apply")
     run = actions.add_parser("run", help="copy due or selected entries now")
     run.add_argument("--set", dest="set_name", help="only this mirror set")
     run.add_argument("--entry", help="only this entry (with --set)")
     run.add_argument("--wait", action="store_true", help="also run the pipeline to its end")
     status = actions.add_parser("status", help="mirror entries and their last runs")
+    add_service_args(status, "ask")
     for q in (apply, run, status):
         add_config_args(q)
         add_database_args(q)
@@ -92,13 +87,16 @@ class RichCopyProgress:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    if args.action == "apply" and not args.run and not args.dsn:
+    through_service = args.action == "status" or (args.action == "apply" and not args.run)
+    if through_service and not args.dsn:
         from registry.cli.service_api import ServiceError
 
         try:
             client = _service_client(args)
             if client is not None:
                 try:
+                    if args.action == "status":
+                        return _status_through(client, args)
                     return _apply_through(client, args)
                 finally:
                     client.close()
@@ -125,7 +123,7 @@ def _failed(why: Exception | str) -> int:
 
 
 def _service_client(args: argparse.Namespace) -> ServiceClient | None:
-    """The service to apply through: --url, or the one running from the data folder (which
+    """The service to work through: --url, or the one running from the data folder (which
     answers without loading what the database path needs); None: use the database."""
     from registry.cli.service_api import (
         ServiceClient,
@@ -472,12 +470,22 @@ def _clock(when: Any) -> str:
     return str(moment.astimezone().strftime("%H:%M:%S"))
 
 
+def _status_through(client: ServiceClient, args: argparse.Namespace) -> int:
+    """`status` by the service's API: the same answer as from the database."""
+    answer = client.call("GET", "/api/v1/mirror/sets")
+    return _show_status(answer["entries"], answer["jobs"], args.json)
+
+
 async def _status(pool: Any, args: argparse.Namespace) -> int:
     from registry.mirror import progress
 
     rows = await progress.entries(pool)
     jobs = await progress.pending_mirror_jobs(pool)
-    if args.json:
+    return _show_status(rows, jobs, args.json)
+
+
+def _show_status(rows: list[dict[str, Any]], jobs: dict[str, int], as_json: bool) -> int:
+    if as_json:
         emit_json({"entries": rows, "jobs": jobs})
         return 0
     shown = table(
