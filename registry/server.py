@@ -137,6 +137,22 @@ class StartError(Exception):
 LOCK_FILE = "serve.lock"
 
 
+def _check_trust_policy(config: Config) -> None:
+    """Read the trust policy once before anything starts: a broken file is one sentence
+    here, not a traceback from every worker; the log says which policy is in force."""
+    from attest.trust_policy import TrustPolicyError
+    from registry.pipeline.trust import load_policy
+
+    path = config.attest.trust_policy
+    try:
+        policy = load_policy(path)
+    except (TrustPolicyError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StartError(f"zoll serve cannot use the trust policy {path}: {reason}") from None
+    if path is not None:
+        log.info("trust policy in force", sha256=policy.sha256, path=str(path))
+
+
 def _claim_data_dir(config: Config) -> int | None:
     """Hold `<data_dir>/serve.lock` while this service runs from the data folder with its
     embedded backends (one PostgreSQL and one SeaweedFS per folder); the lock is the
@@ -243,6 +259,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
 
         pipeline = PipelineRunner(services)
         await pipeline.start()
+        loop.add_signal_handler(signal.SIGHUP, pipeline.reload_soon)  # the trust policy
     ready()
     try:
         await stopping.wait()
@@ -283,6 +300,8 @@ def run(
 ) -> int:
     """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
     `on_admin_created(password)` once if the first start created the admin account."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the workers can take one
+    _check_trust_policy(config)
     lock = _claim_data_dir(config)  # StartError before anything started
     try:
         sock = _reserve_port(config.http.host, config.http.port)
@@ -354,8 +373,8 @@ def _run_forked(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for forwarded in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(forwarded, forward)  # SIGHUP: every worker reloads the trust policy
     exited: dict[int, int] = {}
     ready = _await_workers(read_fd, children, exited)
     parent_sock.close()  # held (bound, not listening) until every worker listens

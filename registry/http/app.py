@@ -16,6 +16,7 @@ from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401
+from registry.api import trust as _trust  # noqa: F401
 from registry.api.router import API
 from registry.api.spec import openapi_json
 from registry.auth import endpoint as token_endpoint

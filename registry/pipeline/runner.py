@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from attest.trust_policy import TrustPolicyError
 from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
 from registry.http.state import Registry
@@ -43,6 +44,7 @@ from registry.pipeline.jobs import (
 )
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.stages import STAGES, enqueue, run_stage
+from registry.pipeline.trust import RELOAD_CHANNEL
 
 log = get_logger("zoll.pipeline")
 JobHandler = Callable[[PipelineServices, Job], Awaitable[dict[str, Any] | None]]
@@ -146,16 +148,24 @@ class PipelineRunner:
     async def start(self) -> None:
         self._listener = await asyncpg.connect(self.svc.config.database.dsn)
         await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        await self._listener.add_listener(RELOAD_CHANNEL, lambda *_: self.reload_soon())
         for n in range(self.config.concurrency):
             self._tasks.append(asyncio.create_task(self._work(f"{self.worker}:{n}")))
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
+    def reload_soon(self) -> None:
+        """Reload the trust policy in a task of its own (from a signal or a NOTIFY)."""
+        task = asyncio.create_task(self.reload_trust_policy())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
     async def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        for task in self._tasks:
+        tasks = list(self._tasks)  # a reload's task leaves the list when it ends
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._listener is not None:
@@ -293,16 +303,42 @@ class PipelineRunner:
             manifest = parse_manifest(bytes(row["content"]), row["media_type"])
             await notice_manifest(self.svc.registry, row["name"], manifest, [], True)
             queued += 1
-        fingerprints: dict[str, str] = {}
+        fingerprints: dict[tuple[str, str], str] = {}
         for row in await pool.fetch(
             """SELECT r.name, s.digest, s.fingerprint, s.state FROM image_status s
                JOIN repositories r ON r.id = s.repository_id
                WHERE s.kind IN ('image', 'index') AND s.state <> 'exempt'"""
         ):
             rule = self.svc.config.namespace(row["name"])
-            if rule.prefix not in fingerprints:
-                fingerprints[rule.prefix] = await self.svc.fingerprint(rule)
-            if row["fingerprint"] is not None and row["fingerprint"] != fingerprints[rule.prefix]:
+            inputs = (rule.prefix, self.svc.trust_policy.digest_for(row["name"]))
+            if inputs not in fingerprints:
+                fingerprints[inputs] = await self.svc.fingerprint(rule, row["name"])
+            if row["fingerprint"] is not None and row["fingerprint"] != fingerprints[inputs]:
                 await enqueue(self.svc, "verify", row["name"], row["digest"])
                 queued += 1
         return queued
+
+    async def reload_trust_policy(self) -> None:
+        """Read the trust policy file again (SIGHUP, or the admin API's NOTIFY); if what
+        applies to some repositories changed, judge their images again."""
+        try:
+            before, after = await self.svc.reload_trust_policy()
+        except (TrustPolicyError, OSError) as exc:
+            log.error(
+                "trust policy not reloaded",
+                error=str(exc),
+                sha256=self.svc.trust_policy.sha256,
+                path=str(self.svc.config.attest.trust_policy),
+            )
+            return
+        if (before.sha256, before.parts) == (after.sha256, after.parts):
+            log.info("trust policy unchanged", sha256=after.sha256)
+            return
+        queued = await self.reevaluate()
+        log.info(
+            "trust policy reloaded",
+            sha256=after.sha256,
+            previous=before.sha256,
+            path=str(after.path),
+            images_requeued=queued,
+        )

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 from aiohttp import web
@@ -41,6 +40,7 @@ from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.pipeline.trust import PolicyInForce, load_policy
 from registry.uploads import UploadService
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
@@ -72,8 +72,8 @@ class PipelineServices:
     log: TransparencyLog
     ledger: AttestationLedger
     trust: TrustMaterial
-    trust_policies: TrustPolicySet | None
-    trust_policy_sha256: str
+    trust_policy: PolicyInForce
+    """Replaced as a whole by a reload (`reload_trust_policy`)."""
     vulns: VulnStore
     jobs: JobQueue
     copier: Copier
@@ -86,6 +86,22 @@ class PipelineServices:
     @property
     def config(self) -> Config:
         return self.registry.config
+
+    @property
+    def trust_policies(self) -> TrustPolicySet | None:
+        return self.trust_policy.policies
+
+    @property
+    def trust_policy_sha256(self) -> str:
+        """Of the policy file in force (`none`): what verification summaries name."""
+        return self.trust_policy.sha256
+
+    async def reload_trust_policy(self) -> tuple[PolicyInForce, PolicyInForce]:
+        """Read the trust policy file again; (before, after). A file that is not a valid
+        policy raises TrustPolicyError or OSError, and the policy in force stays."""
+        before = self.trust_policy
+        self.trust_policy = await asyncio.to_thread(load_policy, self.config.attest.trust_policy)
+        return before, self.trust_policy
 
     @property
     def verifier(self) -> Verifier:
@@ -104,13 +120,14 @@ class PipelineServices:
             waive=frozenset(rule.waive),
         )
 
-    async def fingerprint(self, rule: NamespaceRule) -> str:
-        """Changes whenever the trust policy, the catalog, the vulnerability data or the
-        analyzer (a fix in how layers are read) do."""
+    async def fingerprint(self, rule: NamespaceRule, repository: str) -> str:
+        """Changes whenever the trust policy of the repository (what it says, or which
+        one applies), the catalog, the vulnerability data or the analyzer (a fix in how
+        layers are read) do."""
         data = await self.vulns.fingerprint()
         parts = [
             ANALYZER_VERSION,
-            self.trust_policy_sha256,
+            self.trust_policy.digest_for(repository),
             self.catalog(rule).digest,
             data.digest,
             str(rule.require_verification),
@@ -153,19 +170,14 @@ class PipelineServices:
         trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
         for spec in config.attest.trusted_roots[1:]:
             trust = trust + TrustMaterial.resolve(spec)
-        policies, digest = None, "none"
-        if config.attest.trust_policy is not None:
-            path = Path(config.attest.trust_policy)
-            policies = await asyncio.to_thread(TrustPolicySet.load, path)
-            digest = hashlib.sha256(await asyncio.to_thread(path.read_bytes)).hexdigest()
+        policy = await asyncio.to_thread(load_policy, config.attest.trust_policy)
         services = cls(
             registry=registry,
             keyring=keyring,
             log=log,
             ledger=AttestationLedger(log),
             trust=trust,
-            trust_policies=policies,
-            trust_policy_sha256=digest,
+            trust_policy=policy,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,

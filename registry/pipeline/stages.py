@@ -392,7 +392,7 @@ async def _admit(
             f"hardening criterion {r.id} ({r.severity}) failed: {r.rule}" for r in decision.blocking
         )
     state = "admitted" if not reasons else "quarantined"
-    fingerprint = await svc.fingerprint(rule)
+    fingerprint = await svc.fingerprint(rule, repo)
     await svc.log.append(
         [
             admission_record(
