@@ -124,7 +124,14 @@ async def _repair(config: Config, pool: Any) -> None:
         jobs = JobQueue(pool)
         requeued = await jobs.requeue_expired()
         requeued += await jobs.requeue_orphans(socket.gethostname(), alive)
-        log.info("repaired", log=str(report), jobs_requeued=requeued)
+        if report.relinked or report.appended or requeued:  # said only when there was work
+            log.info(
+                "repaired what the last run left unfinished",
+                log_entries_appended=report.appended,
+                log_entries_relinked=report.relinked,
+                log_size=report.size,
+                jobs_requeued=requeued,
+            )
     finally:
         keyring.close()
 

@@ -63,8 +63,10 @@ def _banner(config: Config, port: int) -> None:
 
 
 def _admin_created(password: str) -> None:
+    """The password on a line of its own that nothing wraps (it is copied from here)."""
     console.print("[bold yellow]First start: created the account 'admin' (admin on '*').[/]")
-    console.print(f"  password: [bold]{password}[/]   (shown only now; zoll users passwd admin)")
+    console.print(f"  password: [bold]{password}[/]", soft_wrap=True)
+    console.print("  (shown only now; set another with: zoll users passwd admin)", soft_wrap=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
