@@ -39,9 +39,9 @@ only the end; a person watches the bar move twice a second."""
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mirror", help="mirror upstream images into Zoll")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
     apply = actions.add_parser("apply", help="store a mirror set and queue its entries")
-    apply.add_argument("file", type=Path)
+    apply.add_argument("file", type=Path, help="the mirror set (YAML, docs/mirroring.md)")
     apply.add_argument("--run", action="store_true", help="copy now, with progress")
     apply.add_argument(
         "--wait",
