@@ -54,3 +54,28 @@ def test_opendesk_mirror_set_covers_the_suite_with_pinned_tags() -> None:
         assert entry.pinned() and all(entry.pinned().values()), entry.name
     sources = {m.source for m in mirror_set.mirrors}
     assert any("nextcloud" in s for s in sources) and any("collabora" in s for s in sources)
+
+
+def test_example_trust_policy_loads_and_means_what_it_says(tmp_path: Path) -> None:
+    """With the keys it names next to it, the example is a valid policy, and its rules
+    pick the policies its comments say."""
+    import shutil
+
+    from attest.keys import PrivateKey
+    from attest.trust_policy import TrustPolicySet
+
+    policy = tmp_path / "trust.yaml"
+    shutil.copy(DEPLOY / "examples" / "trust.yaml", policy)
+    (tmp_path / "keys").mkdir()
+    for name in ("supplier", "zoll-rebuild"):
+        (tmp_path / "keys" / f"{name}.pub").write_text(PrivateKey.generate().public.pem())
+    loaded = TrustPolicySet.load(policy)
+    chosen = {
+        repo: found.name if (found := loaded.for_repository(repo)) else None
+        for repo in ("opendesk/nextcloud", "opendesk/collabora", "mirror/anything")
+    }
+    assert chosen == {
+        "opendesk/nextcloud": "github-release",
+        "opendesk/collabora": "supplier",
+        "mirror/anything": "rebuilt",
+    }
