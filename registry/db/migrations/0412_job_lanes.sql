@@ -11,3 +11,7 @@ CREATE TABLE job_sources (
     source      text PRIMARY KEY,
     claimed_at  timestamptz NOT NULL
 );
+
+-- Mirror work queued before lanes existed is bulk work too (its source: the set).
+UPDATE jobs SET priority = 2, source = 'mirror:' || coalesce(payload->>'set', '')
+ WHERE kind IN ('mirror-entry', 'mirror-image') AND state IN ('queued', 'running');
