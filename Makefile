@@ -30,8 +30,9 @@ debs:
 	  fi; \
 	fi
 
+## make run PORT=5001 to listen elsewhere (default 5000)
 run: $(STAMP)
-	$(BIN)/zoll serve
+	$(BIN)/zoll serve $(if $(PORT),--port $(PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check registry attest policy tests bench

@@ -71,6 +71,11 @@ def load_with_document(path: Path) -> tuple[TrustPolicySet, PolicyDocument]:
         raw = path.read_bytes()
     except OSError as exc:
         raise TrustPolicyError(f"cannot read trust policy {path}: {exc}") from exc
+    return parse_with_document(path, raw)
+
+
+def parse_with_document(path: Path, raw: bytes) -> tuple[TrustPolicySet, PolicyDocument]:
+    """The policies in `raw` (the bytes of the file at `path`), and their document."""
     with recording_reads() as reads:
         policies = TrustPolicySet.from_yaml(raw, path.parent)
     return policies, document(path, raw, reads)

@@ -494,10 +494,15 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+CLIENT_VARIABLES = frozenset({"ZOLL_CONFIG", "ZOLL_URL", "ZOLL_USER", "ZOLL_PASSWORD"})
+"""Read by the commands themselves (which config file; which running service to reach, as
+whom), never configuration keys: setting them must not break any command."""
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "ZOLL_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in CLIENT_VARIABLES:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         value = yaml.safe_load(raw) if raw else raw  # "true", "5", "[a, b]" become typed

@@ -63,3 +63,9 @@ CONNECTIONS_CLOSED = Counter(
     "Connections refused or cut: header_timeout, idle_timeout, per_address, max_connections",
     ["reason"],
 )
+JOB_OUTCOMES = Counter(
+    "zoll_job_outcomes_total",
+    "Pipeline and mirror jobs by kind and how each run ended: done, retried (failed, tried "
+    "again later), failed (for good), cancelled (its image was deleted), postponed",
+    ["kind", "outcome"],
+)

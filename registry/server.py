@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import random
@@ -38,7 +40,7 @@ from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
 from registry.metrics import UPLOADS_EXPIRED
-from registry.processes import die_with_parent
+from registry.processes import die_with_parent, port_holder
 from registry.service import close_registry, open_registry
 
 log = get_logger("zoll.server")
@@ -172,9 +174,99 @@ async def _repair(config: Config, pool: Any) -> None:
     try:
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
         requeued = await JobQueue(pool).requeue_expired()
-        log.info("repaired", log=str(report), jobs_requeued=requeued)
+        if report.relinked or report.appended or requeued:  # said only when there was work
+            log.info(
+                "repaired what the last run left unfinished",
+                log_entries_appended=report.appended,
+                log_entries_relinked=report.relinked,
+                log_size=report.size,
+                jobs_requeued=requeued,
+            )
     finally:
         keyring.close()
+
+
+class StartError(Exception):
+    """`zoll serve` cannot start; the message says why in one sentence. Raised before
+    anything was started, so nothing is left running."""
+
+
+LOCK_FILE = "serve.lock"
+
+
+def _check_trust_policy(config: Config) -> None:
+    """Read the trust policy once before anything starts: a broken file is one sentence
+    here, not a traceback from every worker; the log says which policy is in force."""
+    from attest.trust_policy import TrustPolicyError
+    from registry.pipeline.trust import load_policy
+
+    path = config.attest.trust_policy
+    try:
+        policy = load_policy(path)
+    except (TrustPolicyError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StartError(f"zoll serve cannot use the trust policy {path}: {reason}") from None
+    if path is not None:
+        log.info("trust policy in force", sha256=policy.sha256, path=str(path))
+
+
+def _claim_data_dir(config: Config) -> int | None:
+    """Hold `<data_dir>/serve.lock` while this service runs from the data folder with its
+    embedded backends (one PostgreSQL and one SeaweedFS per folder); the lock is the
+    open file's, so it goes when the service does, however it ends. Services with an
+    external database and S3 may share a folder (replicas sharing the signing key)."""
+    embedded_s3 = config.storage.driver == "s3" and not config.storage.s3.endpoint
+    if config.database.dsn and not embedded_s3:
+        return None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = config.data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        running = local_service.find(config.data_dir)
+        where = f", serving on {running.url}" if running is not None else ", starting"
+        raise StartError(
+            f"zoll serve is already running from the data folder {config.data_dir.resolve()} "
+            f"(process {holder}{where}): stop it first, or start this one with another "
+            "--data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """The listening address, checked before anything starts: the workers of this service
+    share it (SO_REUSEPORT), nobody else may. A first bind without SO_REUSEPORT fails if
+    anyone listens there — another program, or another Zoll whose workers would otherwise
+    share the port with ours — then the socket the workers join is bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(_bind_problem(host, port, exc)) from None
+        port = probe.getsockname()[1]  # port 0: the one the kernel chose, for the workers
+    try:
+        return _listen_socket(host, port)
+    except OSError as exc:  # taken in between
+        raise StartError(_bind_problem(host, port, exc)) from None
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno != errno.EADDRINUSE:
+        return f"zoll serve cannot listen on {address}: {exc.strerror}"
+    holder = port_holder(port)
+    return (
+        f"zoll serve cannot listen on {address}: the address is in use"
+        + (f" by {holder}" if holder else " by another program")
+        + "; stop it, or choose another --port"
+    )
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
@@ -248,6 +340,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
 
         pipeline = PipelineRunner(services)
         await pipeline.start()
+        loop.add_signal_handler(signal.SIGHUP, pipeline.reload_soon)  # the trust policy
     federation = None
     if services.federation is not None:
         from registry.federation.worker import FederationWorker
@@ -307,16 +400,24 @@ def run(
 ) -> int:
     """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
     `on_admin_created(password)` once if the first start created the admin account."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the workers can take one
+    _check_trust_policy(config)
+    lock = _claim_data_dir(config)  # StartError before anything started
+    try:
+        sock = _reserve_port(config.http.host, config.http.port)
+    except StartError:
+        if lock is not None:
+            os.close(lock)
+        raise
+    port = sock.getsockname()[1]
     supervisor = Supervisor(config)
     try:
         effective = supervisor.start_backends()
         password = asyncio.run(_prepare(effective))
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
-        # Bound but never listening: it keeps the port ours while no worker holds it
-        # (all restarting); the kernel hands connections only to listening sockets.
-        sock = _listen_socket(effective.http.host, effective.http.port)
-        port = sock.getsockname()[1]
+        # `sock` is bound but never listening: it keeps the port ours while no worker
+        # holds it (all restarting); the kernel hands connections only to listening ones.
 
         def ready() -> None:
             url = local_service.base_url(effective.http.host, port)
@@ -324,14 +425,14 @@ def run(
             local_service.announce(effective.data_dir, service)
             on_ready(effective, port)
 
-        try:
-            return WorkerPool(effective, port, supervisor).run(ready)
-        finally:
-            sock.close()
+        return WorkerPool(effective, port, supervisor).run(ready)
     finally:
+        sock.close()
         local_service.withdraw(config.data_dir, os.getpid())
         supervision.remove(config.data_dir)
         supervisor.stop_backends()
+        if lock is not None:
+            os.close(lock)
 
 
 RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -376,6 +477,7 @@ class WorkerPool:
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler is not ours
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker takes it
                 die_with_parent()
                 os.close(self._read_fd)
                 sock = _listen_socket(self.config.http.host, self.port)
@@ -388,7 +490,6 @@ class WorkerPool:
                 _run_worker(self.config, sock, signal_ready)
             except BaseException:
                 log.exception("worker failed")
-                code = 1
             finally:
                 os._exit(code)
         self.children[pid] = time.monotonic()
@@ -401,8 +502,14 @@ class WorkerPool:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signum)
 
+        def forward(signum: int, _frame: object) -> None:
+            for child in self.children:  # SIGHUP: every worker reloads the trust policy
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
+
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGHUP, forward)
         for _ in range(self.wanted):
             self.spawn()
         announced = False

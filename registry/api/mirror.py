@@ -19,14 +19,14 @@ from registry.http.access import registry_wide
 from registry.http.state import registry_of
 from registry.mirror import progress
 from registry.mirror.sets import MirrorSet, MirrorSetError
-from registry.mirror.store import applied_at, apply_and_queue
+from registry.mirror.store import applied_at, apply_and_queue, load_set
 
 ADMIN = registry_wide("admin")
 AUDIT = registry_wide("audit")
 MAX_SET_BYTES = 1024 * 1024
 MAX_WAIT = 30.0
-POLL = 0.02
-"""How often a waiting progress call looks at the job counts (one small query)."""
+POLL = 0.05
+"""How often a waiting progress call looks at the set's jobs (a few index lookups)."""
 
 
 class MirrorSetApplied(BaseModel):
@@ -72,14 +72,32 @@ class MirrorFailure(BaseModel):
     error: str | None = None
 
 
+class MirrorEntryProgress(BaseModel):
+    entry: str
+    state: str = Field(
+        description="resolving, retrying, copying, judging (copied, pipeline running), "
+        "done or failed"
+    )
+    images: int | None = Field(None, description="images it resolved to; none while resolving")
+    copied: int
+    error: str | None = Field(
+        None, description="its latest failure, in one line (`reference: ` for an image's)"
+    )
+    attempt: int | None = Field(None, description="which attempt that failure was")
+    max_attempts: int | None = None
+    next_try_at: datetime | None = Field(None, description="when it is tried again; none: never")
+
+
 class MirrorProgress(BaseModel):
     set: str
     applied_at: datetime
-    pending: int = Field(description="jobs created since the set was applied, not yet ended")
-    done: int = Field(description="jobs created since the set was applied that ended")
-    finished: bool
+    entries: list[MirrorEntryProgress]
+    wanted: int = Field(description="images the entries resolved to so far")
+    ended: int = Field(description="of those, images copied and judged, or failed for good")
+    pending: int = Field(description="entries with work left (resolving, copying, judging)")
+    finished: bool = Field(description="every entry done or failed (whoever queued its work)")
     images: list[MirrorImage]
-    failed: list[MirrorFailure]
+    failed: list[MirrorFailure] = Field(description="entries and images that failed for good")
     charts: list[MirrorChart] = Field(default_factory=list)
     release: dict[str, Any] | None = None
     """name, version, chart and image keys when the set was applied as a release"""
@@ -91,8 +109,14 @@ class MirrorEntryStatus(BaseModel):
     images: int
     last_run_at: datetime | None = None
     next_run_at: datetime | None = None
-    last_error: str | None = None
+    last_error: str | None = Field(
+        None, description="the latest failure of the entry or one of its images, in one line"
+    )
     last_result: dict[str, Any] | None = None
+    state: str | None = Field(None, description="as in the progress call's entries")
+    attempt: int | None = None
+    max_attempts: int | None = None
+    next_try_at: datetime | None = None
 
 
 class MirrorStatus(BaseModel):
@@ -126,7 +150,10 @@ async def apply_mirror_set(request: web.Request) -> MirrorSetApplied:
         mirror_set, sha256 = MirrorSet.parse(raw, source)
     except MirrorSetError as exc:
         raise ApiError(400, "Invalid mirror set", str(exc)) from None
-    names, applied = await apply_and_queue(registry_of(request).pool, mirror_set, sha256)
+    registry = registry_of(request)
+    names, applied = await apply_and_queue(
+        registry.pool, mirror_set, sha256, max_attempts=registry.config.pipeline.max_attempts
+    )
     return MirrorSetApplied(set=mirror_set.name, entries=names, applied_at=applied)
 
 
@@ -169,33 +196,22 @@ async def mirror_status(request: web.Request) -> MirrorStatus:
     errors={403: "Auditors of some namespaces only", 404: "No such mirror set"},
 )
 async def mirror_progress(request: web.Request) -> MirrorProgress:
-    """Jobs created since the set was applied (its entries, their images' copies and
-    pipeline stages; other work started meanwhile counts too), the images with their
-    state, and the mirror jobs that failed. With `wait`, answers as soon as nothing is
-    pending, or when the time is up: a long poll, so followers need not ask often."""
+    """Each entry of the set — resolving, copying, judging, retrying (its latest failure
+    in one line, the attempt, the next try), done or failed — counted from the latest
+    job of each of its keys, whoever queued it; the images with their state; what failed
+    for good. With `wait`, answers as soon as every entry is done or failed, or when the
+    time is up: a long poll, so followers need not ask often."""
     _registry_wide(request)
     pool = registry_of(request).pool
     name = request.match_info["name"]
     wait = _seconds(request.query.get("wait", "0"))
     try:
         since = await applied_at(pool, name)
+        mirror_set = await load_set(pool, name)
     except KeyError:
         raise ApiError(404, "No such mirror set", name[:100]) from None
-    pending = done = 0
-    async for counts in progress.follow(pool, since, POLL, time.monotonic() + wait):
-        pending, done = counts  # the last counts are the answer
-    failed = await progress.failures_since(pool, since)
-    return MirrorProgress(
-        set=name,
-        applied_at=since,
-        pending=pending,
-        done=done,
-        finished=pending == 0,
-        images=[MirrorImage.model_validate(r) for r in await progress.set_images(pool, name)],
-        failed=[MirrorFailure.model_validate(f) for f in failed],
-        charts=[MirrorChart.model_validate(c) for c in await progress.set_charts(pool, name)],
-        release=await progress.set_release(pool, name),
-    )
+    reports = [r async for r in progress.follow(pool, mirror_set, POLL, time.monotonic() + wait)]
+    return MirrorProgress.model_validate({**reports[-1], "applied_at": since})
 
 
 def _registry_wide(request: web.Request) -> None:

@@ -214,6 +214,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     source, rid = source_of(request), request_id(request)
     bind_actor(Actor(ANONYMOUS, "anonymous", source, rid))
     structlog.contextvars.bind_contextvars(principal=ANONYMOUS)
+    structlog.contextvars.unbind_contextvars("refused")
     if request.match_info.http_exception is not None:
         return await handler(request)  # no such route: the error middleware answers
     reg = registry_of(request)
@@ -261,11 +262,18 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             exc.what,
             headers=CIMultiDict({"Retry-After": str(exc.retry_after)}),
         )
+    # Who asked, for the log line of this request, allowed or refused.
+    bind_actor(Actor(caller.name, caller.principal.kind, source, rid))
+    structlog.contextvars.bind_contextvars(principal=caller.name)
     wanted = needs
     request, needs = _optional_mount(request, needs, caller)
     decision = decide(caller, needs)
     if decision.verdict is not Verdict.ALLOW:
         assert decision.access is not None
+        refused = decision.access
+        structlog.contextvars.bind_contextvars(
+            refused=f"{refused.type} {refused.name}: {refused.action}"
+        )
         if decision.verdict is not Verdict.CHALLENGE:  # a challenge is the protocol's first step
             bind_actor(Actor(caller.name, caller.principal.kind, source, rid))
             await _audit(service, request, decision.verdict.value, decision.access)
@@ -274,6 +282,4 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             raise page_refusal(request, decision.verdict)  # rendered by the page middleware
         return _refusal(service, request, decision.verdict, decision.access, wanted)
     request[CALLER] = caller
-    bind_actor(Actor(caller.name, caller.principal.kind, source, rid))
-    structlog.contextvars.bind_contextvars(principal=caller.name)
     return await handler(request)

@@ -42,6 +42,11 @@ def cli_data_dir(args: argparse.Namespace) -> Path:
     return _config(args).data_dir
 
 
+def cli_settings(args: argparse.Namespace) -> Config:
+    """The configuration as the command sees it (file, environment, --data-dir)."""
+    return _config(args)
+
+
 def resolve_dsn(args: argparse.Namespace) -> str:
     if getattr(args, "dsn", None):
         return str(args.dsn)

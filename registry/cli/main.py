@@ -42,7 +42,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if callable(register):
             register(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Every command's own --help page says what it does: the line its group lists it
+    with, unless it has a longer description of its own."""
+    for group in parser._actions:
+        if not isinstance(group, argparse._SubParsersAction):
+            continue
+        listed = {a.dest: a.help for a in group._choices_actions}
+        for name, child in group.choices.items():
+            if child.description is None and listed.get(name):
+                text = str(listed[name])
+                child.description = text[:1].upper() + text[1:] + "."
+            _describe(child)
 
 
 def _prepare_metrics(argv: Sequence[str]) -> None:

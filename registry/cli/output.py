@@ -105,3 +105,26 @@ def transfer_progress(*, disable: bool = False) -> Progress | _NoBars:
         console=rich_console(),
         transient=False,
     )
+
+
+def count_progress(unit: str, *, disable: bool = False) -> Progress | _NoBars:
+    """A progress display counting things (`3/101 images`), with the time so far."""
+    if disable:
+        return _NoBars()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=rich_console(),
+        transient=False,
+    )

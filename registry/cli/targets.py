@@ -16,6 +16,7 @@ from types import TracebackType
 
 from registry.oci.client import (
     AuthFileError,
+    Credentials,
     CredentialStore,
     RegistryClient,
     RegistryConfig,
@@ -82,7 +83,12 @@ def _insecure_hosts(environ: Mapping[str, str]) -> set[str]:
 
 
 def _remote(
-    rest: str, *, tls_verify: bool, auth_file: Path | None, environ: Mapping[str, str]
+    rest: str,
+    *,
+    tls_verify: bool,
+    auth_file: Path | None,
+    creds: str | None,
+    environ: Mapping[str, str],
 ) -> Target:
     try:
         ref = Reference.parse(rest)
@@ -95,9 +101,16 @@ def _remote(
         credentials = CredentialStore.from_files(files)
     except AuthFileError as exc:
         raise TargetError(str(exc)) from exc
+    given = None
+    if creds is not None:
+        user, sep, password = creds.partition(":")
+        if not (user and sep):
+            raise TargetError("--creds takes USER:PASSWORD")
+        given = Credentials(username=user, password=password)
     insecure = not tls_verify or ref.registry.lower() in _insecure_hosts(environ)
     client = RegistryClient(
-        [RegistryConfig(ref.registry, insecure=insecure)], credentials=credentials
+        [RegistryConfig(ref.registry, credentials=given, insecure=insecure)],
+        credentials=credentials,
     )
     reader = RemoteReader(client.repository(ref.api_host, ref.name))
     return Target(reader, ref.reference, ref.name, client)
@@ -108,6 +121,7 @@ def open_target(
     *,
     tls_verify: bool = True,
     auth_file: Path | None = None,
+    creds: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Target:
     """Open an image argument; raise `TargetError` with the accepted forms when unusable.
@@ -120,13 +134,17 @@ def open_target(
         return _layout(text[len("oci:") :])
     if text.startswith("docker://"):
         return _remote(
-            text[len("docker://") :], tls_verify=tls_verify, auth_file=auth_file, environ=env
+            text[len("docker://") :],
+            tls_verify=tls_verify,
+            auth_file=auth_file,
+            creds=creds,
+            environ=env,
         )
     raise TargetError(f"unsupported image reference {text!r}: use {FORMS}")
 
 
 def add_target_options(parser: argparse.ArgumentParser) -> None:
-    """`--tls-verify` and `--authfile`, spelled as skopeo spells them."""
+    """`--tls-verify`, `--authfile` and `--creds`, spelled as skopeo spells them."""
     parser.add_argument(
         "--tls-verify",
         default=True,
@@ -135,7 +153,14 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
         help=f"false: reach the docker:// registry over plain HTTP or unverified TLS "
         f"(loopback and tests; also ${INSECURE_ENV})",
     )
-    parser.add_argument("--authfile", type=Path, help="auth.json with registry credentials")
+    parser.add_argument(
+        "--authfile",
+        type=Path,
+        help="auth.json with registry credentials (default: where podman/docker login put them)",
+    )
+    parser.add_argument(
+        "--creds", metavar="USER:PASSWORD", help="credentials for the docker:// registry"
+    )
 
 
 def target_from_args(text: str, args: argparse.Namespace) -> Target:
@@ -143,6 +168,7 @@ def target_from_args(text: str, args: argparse.Namespace) -> Target:
         text,
         tls_verify=getattr(args, "tls_verify", True),
         auth_file=getattr(args, "authfile", None),
+        creds=getattr(args, "creds", None),
     )
 
 

@@ -17,6 +17,7 @@ from registry.api import mirror as _mirror_api  # noqa: F401
 from registry.api import pipeline as _pipeline_api  # noqa: F401
 from registry.api import repositories as _repositories  # noqa: F401
 from registry.api import transparency as _transparency  # noqa: F401
+from registry.api import trust as _trust  # noqa: F401
 from registry.api import trust_policies as _trust_policies  # noqa: F401
 from registry.api.federation import install_witness
 from registry.api.router import API

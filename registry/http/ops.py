@@ -15,6 +15,7 @@ from registry import supervision
 from registry.http.access import PUBLIC, registry_wide, requires
 from registry.http.state import Registry, registry_of
 from registry.metrics import VULN_AGE, VULN_RECORDS
+from registry.pipeline import gauges
 from registry.pipeline.vulndata import VulnData, vuln_data
 
 
@@ -69,4 +70,5 @@ async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(collector)
     else:
         body = generate_latest()
+    body += await gauges.exposition(registry_of(request).pool)  # the queue, mirror sets
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

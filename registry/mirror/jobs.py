@@ -15,24 +15,35 @@ from typing import Any
 import asyncpg
 
 from registry.mirror.sets import MirrorEntry, MirrorSet
-from registry.mirror.store import entry_job, load_set
+from registry.mirror.store import entry_job, entry_lane, load_set
+from registry.mirror.upstream import problem
+from registry.oci.client import NotFoundError, RemoteReader
+from registry.oci.reader import ContentNotFound, ContentReader
 from registry.pipeline import status
-from registry.pipeline.jobs import Job, Permanent
+from registry.pipeline.jobs import Failed, Job, Permanent
 from registry.pipeline.runner import job_handler, periodic
 from registry.pipeline.services import PipelineServices
 
 
-async def queue_entry(svc: PipelineServices, set_name: str, entry: str) -> int | None:
-    return await svc.jobs.enqueue(*entry_job(set_name, entry))
+async def queue_entry(
+    svc: PipelineServices, set_name: str, entry: str, source: str | None = None
+) -> int | None:
+    if source is None:
+        source = (await load_set(svc.registry.pool, set_name)).entry(entry).source
+    return await svc.jobs.enqueue(*entry_job(set_name, entry), lane=entry_lane(source))
 
 
 @periodic
 async def queue_due_entries(svc: PipelineServices) -> int:
     rows = await svc.registry.pool.fetch(
-        "SELECT set_name, name FROM mirror_entries WHERE next_run_at <= now()"
+        """SELECT e.set_name, e.name,
+                  (SELECT m->>'source' FROM jsonb_array_elements(s.document->'mirrors') m
+                    WHERE m->>'name' = e.name) AS source
+           FROM mirror_entries e JOIN mirror_sets s ON s.name = e.set_name
+           WHERE e.next_run_at <= now()"""
     )
     for row in rows:
-        await queue_entry(svc, row["set_name"], row["name"])
+        await queue_entry(svc, row["set_name"], row["name"], row["source"] or "")
     return len(rows)
 
 
@@ -51,6 +62,34 @@ async def wanted(
     return refs
 
 
+def told(exc: Exception) -> Exception:
+    """An upstream's failure as the job failure it is: one line, permanent or retried
+    (`registry.mirror.upstream.problem`); anything else as it came."""
+    if isinstance(exc, Failed):
+        return exc
+    found = problem(exc)
+    if found is None:
+        return exc
+    line, permanent = found
+    return Permanent(line) if permanent else Failed(line)
+
+
+async def _reachable(source: ContentReader, reference: str) -> None:
+    """Ask the upstream for one image of the entry before queueing them all, so an upstream
+    that cannot be reached or refuses us fails the entry once instead of every image. An
+    image missing upstream is that image's own failure, told by its own job."""
+    try:
+        if isinstance(source, RemoteReader):
+            await source.repository.resolve(reference)
+        else:
+            await source.get_manifest(reference)
+    except NotFoundError as exc:
+        if "NAME_UNKNOWN" in exc.codes:  # the repository itself: no image will be found
+            raise
+    except ContentNotFound:
+        pass
+
+
 @job_handler("mirror-entry")
 async def run_entry(svc: PipelineServices, job: Job) -> dict[str, Any]:
     pool = svc.registry.pool
@@ -60,9 +99,15 @@ async def run_entry(svc: PipelineServices, job: Job) -> dict[str, Any]:
         source = svc.upstreams.reader(entry)
         upstream_tags = await source.tags() if entry.lists_tags else None
         refs = await wanted(entry, upstream_tags)
+        if refs and upstream_tags is None:
+            await _reachable(source, refs[0][0])
     except Exception as exc:
-        await _entry_done(pool, mirror_set, entry, None, f"{type(exc).__name__}: {exc}")
-        raise
+        failure = told(exc)
+        error = str(failure) if isinstance(failure, Failed) else f"{type(exc).__name__}: {exc}"
+        await _entry_done(pool, mirror_set, entry, None, error)
+        if failure is exc:
+            raise
+        raise failure from exc
     for reference, tag, expect in refs:
         await svc.jobs.enqueue(
             "mirror-image",
@@ -88,7 +133,8 @@ async def _entry_done(
     error: str | None,
 ) -> None:
     await pool.execute(
-        """UPDATE mirror_entries SET last_run_at = now(), last_result = $3, last_error = $4,
+        """UPDATE mirror_entries SET last_run_at = now(),
+               last_result = coalesce($3, last_result), last_error = $4,
                next_run_at = now() + make_interval(secs => $5)
            WHERE set_name = $1 AND name = $2""",
         mirror_set.name,
@@ -105,6 +151,16 @@ class UpstreamChanged(Permanent):
 
 @job_handler("mirror-image")
 async def run_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
+    try:
+        return await _copy_image(svc, job)
+    except Exception as exc:
+        failure = told(exc)
+        if failure is exc:
+            raise
+        raise failure from exc
+
+
+async def _copy_image(svc: PipelineServices, job: Job) -> dict[str, Any]:
     pool = svc.registry.pool
     mirror_set = await load_set(pool, job.payload["set"])
     entry = mirror_set.entry(job.payload["entry"])

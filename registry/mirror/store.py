@@ -13,9 +13,9 @@ import asyncpg
 
 from registry import audit
 from registry.mirror.sets import MirrorSet
-from registry.pipeline.jobs import JobQueue
+from registry.pipeline.jobs import BULK, JobQueue, Lane
 
-__all__ = ["applied_at", "apply_and_queue", "apply_set", "entry_job", "load_set"]
+__all__ = ["applied_at", "apply_and_queue", "apply_set", "entry_job", "entry_lane", "load_set"]
 
 
 async def apply_set(pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str) -> list[str]:
@@ -61,13 +61,24 @@ def entry_job(set_name: str, entry: str) -> tuple[str, str, dict[str, Any]]:
     return "mirror-entry", f"mirror-entry:{set_name}/{entry}", {"set": set_name, "entry": entry}
 
 
+def entry_lane(source: str) -> Lane:
+    """Mirror work is bulk work; each upstream is a source that takes turns with the
+    others (the images an entry finds, and their pipeline stages, inherit the lane)."""
+    return Lane(BULK, f"mirror:{source}")
+
+
 async def apply_and_queue(
-    pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str
+    pool: asyncpg.Pool, mirror_set: MirrorSet, sha256: str, *, max_attempts: int = 5
 ) -> tuple[list[str], datetime]:
-    """Store a set and queue every entry for the service's workers; return the entry
-    names and when the set was applied (its jobs are those created since)."""
+    """Store a set and queue every entry for the service's workers (each tried up to
+    `max_attempts` times: `pipeline.max_attempts`); return the entry names and when the
+    set was applied."""
     names = await apply_set(pool, mirror_set, sha256)
-    await JobQueue(pool).enqueue_many([entry_job(mirror_set.name, n) for n in names])
+    jobs = JobQueue(pool, max_attempts=max_attempts)
+    await jobs.enqueue_many(
+        [entry_job(mirror_set.name, n) for n in names],
+        lanes=[entry_lane(mirror_set.entry(n).source) for n in names],
+    )
     return names, await applied_at(pool, mirror_set.name)
 
 

@@ -13,18 +13,46 @@ from pathlib import Path
 from registry.config import UpstreamCredentials
 from registry.mirror.sets import MirrorEntry
 from registry.oci.client import (
+    AccessDenied,
+    AuthenticationError,
+    AuthFileError,
+    ClientError,
     Credentials,
     CredentialStore,
     RegistryClient,
     RegistryConfig,
     RemoteReader,
+    TokenError,
+    UnknownHost,
+    UnsupportedManifestError,
 )
-from registry.oci.reader import ContentNotFound, ContentReader, OCILayoutReader
+from registry.oci.reader import ContentCorrupt, ContentNotFound, ContentReader, OCILayoutReader
 from registry.oci.reference import Reference
 
 
 class UpstreamError(RuntimeError):
     """The upstream cannot be opened; the message says why."""
+
+
+def problem(exc: BaseException) -> tuple[str, bool] | None:
+    """What went wrong with an upstream, in one line, and whether it is for good: a host
+    that does not exist, a refusal (401/403), content that is not there (404), a broken
+    configuration. None when `exc` is no upstream failure (a fault of Zoll's own, which
+    keeps its traceback)."""
+    if isinstance(exc, UnsupportedManifestError | AuthFileError | UpstreamError):
+        permanent = True
+    elif isinstance(exc, UnknownHost | AuthenticationError | AccessDenied | ContentNotFound):
+        permanent = True  # NotFoundError is a ContentNotFound
+    elif isinstance(exc, TokenError):
+        permanent = exc.status in (401, 403)
+    elif isinstance(exc, ClientError | ContentCorrupt):
+        permanent = False
+    else:
+        return None
+    line = " ".join(str(exc).split())
+    if isinstance(exc, ContentCorrupt):  # says what was wrong with the bytes
+        line = f"{type(exc).__name__}: {line}"
+    return line or type(exc).__name__, permanent
 
 
 class Upstreams:

@@ -5,6 +5,9 @@ Workers claim with `FOR UPDATE SKIP LOCKED` and hold a lease; a worker that dies
 renewing it, and the job is queued again once the lease runs out. Failures are retried
 with exponential backoff up to `max_attempts`, then the job is `failed` with its error.
 
+Claims are fair (`Lane`): fresh work before retries, work someone waits for (a push)
+before bulk work (mirror sets), and sources of one priority take turns.
+
 Enqueueing a job that is running right now marks it `rerun`: its inputs changed while it
 ran (a signature pushed while its image was being verified), so it is queued again when
 it ends instead of the request being lost.
@@ -22,6 +25,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -29,6 +33,25 @@ import asyncpg
 from registry.processes import alive, dead_holders
 
 NOTIFY_CHANNEL = "zoll_jobs"
+PUSH = 0
+"""Priority of work someone waits for: the stages of a pushed image, a pull-through fetch."""
+BULK = 2
+"""Priority of background work: mirror sets and the images they bring, re-evaluations."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """Whose work a job is, for fair scheduling: claims take fresh work before retries,
+    then the lowest `priority`, then the `source` served longest ago (sources of one
+    priority take turns), then the oldest job."""
+
+    priority: int = PUSH
+    source: str = "push"
+
+
+LANE: ContextVar[Lane | None] = ContextVar("zoll_job_lane", default=None)
+"""The lane of the job running in this task: what it queues inherits it (the stages of a
+mirrored image stay bulk work of its upstream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +62,7 @@ class Job:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
+    lane: Lane = Lane()
 
 
 @dataclass
@@ -69,8 +93,18 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-class Permanent(Exception):
+class Failed(Exception):
+    """A failure the job tells in one line (an upstream that cannot be reached): logged
+    without a traceback, retried with backoff."""
+
+
+class Permanent(Failed):
     """A failure retrying cannot fix (bad input, a refused upstream): fail the job now."""
+
+
+class Cancelled(Exception):
+    """Not a failure: what the job was for is gone (an image deleted while its jobs
+    waited or ran). The job ends as `cancelled`, quietly, and is not retried."""
 
 
 class JobQueue:
@@ -80,42 +114,64 @@ class JobQueue:
         self.max_attempts = max_attempts
 
     async def enqueue(
-        self, kind: str, key: str, payload: dict[str, Any], *, delay: float = 0
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        delay: float = 0,
+        lane: Lane | None = None,
     ) -> int | None:
         """Queue a job unless one with the same key is queued (then nothing happens) or
         running (then it runs again when it ends); return the new job's id, if any.
-        Inside a running job, the first job it queues without delay is handed to it."""
+        Inside a running job, the first job it queues without delay is handed to it.
+        The lane: `lane`, else that of the running job, else a push's."""
+        lane = lane or LANE.get() or Lane()
         handoff = HANDOFF.get()
         holder = handoff.worker if handoff and delay == 0 and handoff.wants(kind) else None
-        queued = await self._insert([(kind, key, payload)], delay, holder)
+        queued = await self._insert([(kind, key, payload)], [lane], delay, holder)
         if not queued:
             return None
         if handoff is not None and holder is not None:
-            handoff.job = Job(queued[0], kind, key, payload, 1, self.max_attempts)
+            handoff.job = Job(queued[0], kind, key, payload, 1, self.max_attempts, lane)
         return queued[0]
 
-    async def enqueue_many(self, jobs: Sequence[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    async def enqueue_many(
+        self,
+        jobs: Sequence[tuple[str, str, dict[str, Any]]],
+        *,
+        lanes: Sequence[Lane] | None = None,
+    ) -> list[int]:
         """Queue (kind, key, payload) jobs in one statement, each as `enqueue` would (never
-        handed over); return the ids of those newly queued."""
-        return await self._insert(jobs, 0, None)
+        handed over), each in its lane of `lanes`; return the ids of those newly queued."""
+        default = LANE.get() or Lane()
+        return await self._insert(jobs, lanes or [default] * len(jobs), 0, None)
 
     async def _insert(
-        self, jobs: Sequence[tuple[str, str, dict[str, Any]]], delay: float, holder: str | None
+        self,
+        jobs: Sequence[tuple[str, str, dict[str, Any]]],
+        lanes: Sequence[Lane],
+        delay: float,
+        holder: str | None,
     ) -> list[int]:
         """Queued already: nothing to do. Running: run it again when it ends (not before
         it started: a job handed over and not begun yet sees the new inputs anyway). With
         `holder`, the new jobs are running under that worker and nobody is woken."""
-        unique = {key: (kind, payload) for kind, key, payload in jobs}
+        unique = {
+            key: (kind, payload, lane)
+            for (kind, key, payload), lane in zip(jobs, lanes, strict=True)
+        }
         rows = await self.pool.fetch(
             """WITH queued AS (
                  INSERT INTO jobs (kind, key, payload, max_attempts, run_after,
-                                   state, worker, attempts, lease_until)
+                                   state, worker, attempts, lease_until, priority, source)
                  SELECT k, y, p::jsonb, $4, now() + make_interval(secs => $5),
                         CASE WHEN $6::text IS NULL THEN 'queued' ELSE 'running' END, $6,
                         CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END,
                         CASE WHEN $6::text IS NULL THEN NULL
-                             ELSE now() + make_interval(secs => $7) END
-                 FROM unnest($1::text[], $2::text[], $3::text[]) AS j(k, y, p)
+                             ELSE now() + make_interval(secs => $7) END, r, s
+                 FROM unnest($1::text[], $2::text[], $3::text[], $9::smallint[], $10::text[])
+                      AS j(k, y, p, r, s)
                  ON CONFLICT (key) WHERE state IN ('queued', 'running')
                  DO UPDATE SET rerun = true
                     WHERE jobs.state = 'running' AND jobs.started_at IS NOT NULL
@@ -123,26 +179,40 @@ class JobQueue:
                SELECT id, inserted,
                       CASE WHEN inserted AND $6::text IS NULL THEN pg_notify($8, kind) END
                FROM queued ORDER BY id""",
-            [kind for kind, _ in unique.values()],
+            [kind for kind, _, _ in unique.values()],
             list(unique),
-            [json.dumps(payload) for _, payload in unique.values()],
+            [json.dumps(payload) for _, payload, _ in unique.values()],
             self.max_attempts,
             delay,
             holder,
             self.lease_seconds,
             NOTIFY_CHANNEL,
+            [lane.priority for _, _, lane in unique.values()],
+            [lane.source for _, _, lane in unique.values()],
         )
         return [int(r["id"]) for r in rows if r["inserted"]]
 
     async def claim(self, worker: str, kinds: list[str]) -> Job | None:
+        """The next job due, fairly (`Lane`): fresh work before retries, pushes before
+        bulk work, the source served longest ago first, then the oldest job."""
         row = await self.pool.fetchrow(
-            """UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1,
-                      lease_until = now() + make_interval(secs => $3), updated_at = now(),
-                      started_at = now()
-               WHERE id = (SELECT id FROM jobs
-                            WHERE state = 'queued' AND run_after <= now() AND kind = ANY($2)
-                            ORDER BY run_after, id FOR UPDATE SKIP LOCKED LIMIT 1)
-               RETURNING id, kind, key, payload, attempts, max_attempts""",
+            """WITH claimed AS (
+                 UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1,
+                        lease_until = now() + make_interval(secs => $3), updated_at = now(),
+                        started_at = now()
+                 WHERE id = (SELECT j.id FROM jobs j
+                              LEFT JOIN job_sources s ON s.source = j.source
+                              WHERE j.state = 'queued' AND j.run_after <= now()
+                                AND j.kind = ANY($2)
+                              ORDER BY j.attempts > 0, j.priority, s.claimed_at NULLS FIRST,
+                                       j.run_after, j.id
+                              FOR UPDATE OF j SKIP LOCKED LIMIT 1)
+                 RETURNING id, kind, key, payload, attempts, max_attempts, priority, source),
+               served AS (
+                 INSERT INTO job_sources (source, claimed_at)
+                 SELECT source, clock_timestamp() FROM claimed
+                 ON CONFLICT (source) DO UPDATE SET claimed_at = EXCLUDED.claimed_at)
+               SELECT * FROM claimed""",
             worker,
             kinds,
             self.lease_seconds,
@@ -150,7 +220,13 @@ class JobQueue:
         if row is None:
             return None
         return Job(
-            row["id"], row["kind"], row["key"], row["payload"], row["attempts"], row["max_attempts"]
+            row["id"],
+            row["kind"],
+            row["key"],
+            row["payload"],
+            row["attempts"],
+            row["max_attempts"],
+            Lane(row["priority"], row["source"]),
         )
 
     async def extend(self, job: Job) -> None:
@@ -202,24 +278,48 @@ class JobQueue:
             NOTIFY_CHANNEL,
         )
 
-    async def fail(self, job: Job, error: str, *, permanent: bool = False) -> bool:
-        """Record a failure; True if the job will run again (retried, or a rerun was asked
-        for while it ran: then with a fresh set of attempts)."""
+    async def fail(self, job: Job, error: str, *, permanent: bool = False) -> datetime | None:
+        """Record a failure; return when the job runs again (retried, or a rerun was asked
+        for while it ran: then with a fresh set of attempts), None if it failed for good."""
         retry = not permanent and job.attempts < job.max_attempts
         backoff = min(600.0, 2.0**job.attempts) * random.uniform(0.8, 1.2)
-        state = await self.pool.fetchval(
+        row = await self.pool.fetchrow(
             """UPDATE jobs SET state = CASE WHEN $2 OR rerun THEN 'queued' ELSE 'failed' END,
                       attempts = CASE WHEN rerun AND NOT $2 THEN 0 ELSE attempts END,
                       run_after = now() + make_interval(
                           secs => CASE WHEN $2 THEN $4 ELSE 0 END),
                       rerun = false, last_error = $3, lease_until = NULL, updated_at = now()
-               WHERE id = $1 RETURNING state""",
+               WHERE id = $1 RETURNING state, run_after""",
             job.id,
             retry,
             error[:4000],
             backoff,
         )
-        return bool(state == "queued")
+        if row is None or row["state"] != "queued":
+            return None
+        next_try: datetime = row["run_after"]
+        return next_try
+
+    async def cancel(self, job: Job, reason: str) -> None:
+        """End a job whose subject is gone; its result says why. A rerun asked for
+        meanwhile is dropped with it: there is nothing left to run it on."""
+        await self.pool.execute(
+            """UPDATE jobs SET state = 'cancelled', rerun = false, lease_until = NULL,
+                      last_error = NULL, result = $2, updated_at = now()
+               WHERE id = $1""",
+            job.id,
+            {"outcome": "cancelled", "reason": reason},
+        )
+
+    async def cancel_queued(self, keys: Collection[str], reason: str) -> int:
+        """Cancel the queued jobs of these keys (running ones notice by themselves)."""
+        status = await self.pool.execute(
+            """UPDATE jobs SET state = 'cancelled', result = $2, updated_at = now()
+               WHERE key = ANY($1::text[]) AND state = 'queued'""",
+            list(keys),
+            {"outcome": "cancelled", "reason": reason},
+        )
+        return int(status.split()[-1])
 
     async def postpone(self, job: Job, delay: float, reason: str) -> None:
         """Queue again later without spending an attempt (inputs not ready yet)."""

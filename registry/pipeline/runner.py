@@ -15,27 +15,36 @@ from typing import Any
 
 import asyncpg
 
+from attest.trust_policy import TrustPolicyError
 from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
 from registry.db import manifests as manifest_rows
 from registry.http.state import Registry
 from registry.logs import get_logger
+from registry.metrics import JOB_OUTCOMES
 from registry.oci.digest import Digest
 from registry.oci.manifest import Manifest, parse_manifest
 from registry.pipeline import status
 from registry.pipeline.classify import artifact_type, attachment_of, classify
 from registry.pipeline.exemptions import attachment, decide_artifact
 from registry.pipeline.jobs import (
+    BULK,
     HANDOFF,
+    LANE,
     NOTIFY_CHANNEL,
+    PUSH,
+    Cancelled,
+    Failed,
     Handoff,
     Job,
     JobQueue,
+    Lane,
     Permanent,
     RetryLater,
 )
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.stages import STAGES, enqueue, run_stage
+from registry.pipeline.trust import RELOAD_CHANNEL
 from registry.processes import process_id
 
 log = get_logger("zoll.pipeline")
@@ -112,9 +121,15 @@ async def notice_manifest(
     if not external or not evaluated:
         return
     jobs = JobQueue(registry.pool, max_attempts=registry.config.pipeline.max_attempts)
+    # Pushed (or fetched through a pull-through cache) someone waits for it; stored by a
+    # job (a mirror copy), it is work of that job's lane.
+    lane = LANE.get() or Lane(PUSH, f"push:{repository}")
     if kind != "artifact":
         await jobs.enqueue(
-            "verify", f"verify:{repository}@{digest}", {"repository": repository, "digest": digest}
+            "verify",
+            f"verify:{repository}@{digest}",
+            {"repository": repository, "digest": digest},
+            lane=lane,
         )
         return
     if not subject:
@@ -126,6 +141,7 @@ async def notice_manifest(
             f"verify:{repository}@{subject}",
             {"repository": repository, "digest": subject},
             delay=1,
+            lane=lane,
         )
 
 
@@ -147,16 +163,24 @@ class PipelineRunner:
     async def start(self) -> None:
         self._listener = await asyncpg.connect(self.svc.config.database.dsn)
         await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+        await self._listener.add_listener(RELOAD_CHANNEL, lambda *_: self.reload_soon())
         for n in range(self.config.concurrency):
             self._tasks.append(asyncio.create_task(self._work(f"{self.worker}:{n}")))
         self._tasks.append(asyncio.create_task(self._housekeeping()))
 
+    def reload_soon(self) -> None:
+        """Reload the trust policy in a task of its own (from a signal or a NOTIFY)."""
+        task = asyncio.create_task(self.reload_trust_policy())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
     async def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        for task in self._tasks:
+        tasks = list(self._tasks)  # a reload's task leaves the list when it ends
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._listener is not None:
@@ -218,26 +242,39 @@ class PipelineRunner:
     async def _run_one(self, job: Job, handoff: Handoff) -> None:
         keeper = asyncio.create_task(self._keep_lease(job))
         token = HANDOFF.set(handoff)
+        lane = LANE.set(job.lane)  # what it queues is work of the same lane
         try:
             with acting_as(PIPELINE_ACTOR):
                 result = await HANDLERS[job.kind](self.svc, job)
         except RetryLater as later:
             await self.svc.jobs.postpone(job, later.delay, str(later))
+            JOB_OUTCOMES.labels(job.kind, "postponed").inc()
+        except Cancelled as cancelled:
+            log.info("job cancelled", kind=job.kind, key=job.key, reason=str(cancelled))
+            await self.svc.jobs.cancel(job, str(cancelled))
+            JOB_OUTCOMES.labels(job.kind, "cancelled").inc()
         except Exception as exc:
             permanent = isinstance(exc, Permanent)
-            if permanent:
-                log.warning("job refused", kind=job.kind, key=job.key, error=str(exc))
+            told = isinstance(exc, Failed)  # says in one line what went wrong
+            error = str(exc) if told else f"{type(exc).__name__}: {exc}"
+            next_try = await self.svc.jobs.fail(job, error, permanent=permanent)
+            JOB_OUTCOMES.labels(job.kind, "failed" if next_try is None else "retried").inc()
+            attempt = {"attempt": job.attempts, "max_attempts": job.max_attempts}
+            event = "job failed" if next_try is not None else "job failed for good"
+            retry = {"next_try_at": next_try.isoformat()} if next_try is not None else {}
+            if told:
+                log.warning(event, kind=job.kind, key=job.key, error=error, **attempt, **retry)
             else:
-                log.exception("job failed", kind=job.kind, key=job.key)
-            error = f"{type(exc).__name__}: {exc}"
-            retried = await self.svc.jobs.fail(job, error, permanent=permanent)
-            if not retried and job.kind in STAGES:
+                log.exception(event, kind=job.kind, key=job.key, **attempt, **retry)
+            if next_try is None and job.kind in STAGES:
                 await self._reject(job, error)
         else:
             await self.svc.jobs.complete(job, result, then=handoff.job)
+            JOB_OUTCOMES.labels(job.kind, "done").inc()
             return
         finally:
             HANDOFF.reset(token)
+            LANE.reset(lane)
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
@@ -278,7 +315,15 @@ class PipelineRunner:
                 await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_SECONDS)
 
     async def reevaluate(self) -> int:
-        """Queue images never judged, or judged with other inputs than today's."""
+        """Queue images never judged, or judged with other inputs than today's (as bulk
+        work: what was pushed meanwhile goes first)."""
+        token = LANE.set(Lane(BULK, "reevaluate"))
+        try:
+            return await self._reevaluate()
+        finally:
+            LANE.reset(token)
+
+    async def _reevaluate(self) -> int:
         pool = self.svc.registry.pool
         queued = 0
         for row in await pool.fetch(
@@ -292,16 +337,17 @@ class PipelineRunner:
             await notice_manifest(self.svc.registry, row["name"], manifest, [], True)
             queued += 1
         queued += await self._redecide_artifacts()
-        fingerprints: dict[str, str] = {}
+        fingerprints: dict[tuple[str, str], str] = {}
         for row in await pool.fetch(
             """SELECT r.name, s.digest, s.fingerprint, s.state FROM image_status s
                JOIN repositories r ON r.id = s.repository_id
                WHERE s.kind IN ('image', 'index', 'chart') AND s.state <> 'exempt'"""
         ):
             rule = self.svc.config.namespace(row["name"])
-            if rule.prefix not in fingerprints:
-                fingerprints[rule.prefix] = await self.svc.fingerprint(rule)
-            if row["fingerprint"] is not None and row["fingerprint"] != fingerprints[rule.prefix]:
+            inputs = (rule.prefix, self.svc.trust_policy.digest_for(row["name"]))
+            if inputs not in fingerprints:
+                fingerprints[inputs] = await self.svc.fingerprint(rule, row["name"])
+            if row["fingerprint"] is not None and row["fingerprint"] != fingerprints[inputs]:
                 await enqueue(self.svc, "verify", row["name"], row["digest"])
                 queued += 1
         return queued
@@ -325,3 +371,28 @@ class PipelineRunner:
                 )
                 changed += 1
         return changed
+
+    async def reload_trust_policy(self) -> None:
+        """Read the trust policy file again (SIGHUP, or the admin API's NOTIFY); if what
+        applies to some repositories changed, judge their images again."""
+        try:
+            before, after = await self.svc.reload_trust_policy()
+        except (TrustPolicyError, OSError) as exc:
+            log.error(
+                "trust policy not reloaded",
+                error=str(exc),
+                sha256=self.svc.trust_policy.sha256,
+                path=str(self.svc.config.attest.trust_policy),
+            )
+            return
+        if (before.sha256, before.parts) == (after.sha256, after.parts):
+            log.info("trust policy unchanged", sha256=after.sha256)
+            return
+        queued = await self.reevaluate()
+        log.info(
+            "trust policy reloaded",
+            sha256=after.sha256,
+            previous=before.sha256,
+            path=str(after.path),
+            images_requeued=queued,
+        )

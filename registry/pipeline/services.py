@@ -20,12 +20,11 @@ import hashlib
 import socket
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 
-from attest.policy_document import PolicyDocument, load_with_document
+from attest.policy_document import PolicyDocument
 from attest.servicekeys import ServiceKeyring, ServiceKeySettings
 from attest.statements import Verifier
 from attest.tlog.ledger import AttestationLedger
@@ -45,6 +44,7 @@ from registry.http.state import Registry
 from registry.mirror.copy import Copier
 from registry.mirror.upstream import Upstreams
 from registry.pipeline.jobs import JobQueue
+from registry.pipeline.trust import PolicyInForce, load_policy
 from registry.pipeline.vulndata import vuln_data
 from registry.pipeline.workload import Workload
 from registry.uploads import UploadService
@@ -91,10 +91,7 @@ class TrustInputs:
     """What verification trusts, loaded from the configuration."""
 
     trust: TrustMaterial
-    policies: TrustPolicySet | None
-    policy_sha256: str
-    """Of the policy document (`attest.policy_document`), "none" without a policy."""
-    document: PolicyDocument | None = None
+    policy: PolicyInForce
 
 
 def load_trust(config: Config) -> TrustInputs:
@@ -107,14 +104,11 @@ def load_trust(config: Config) -> TrustInputs:
             trust = trust + TrustMaterial.resolve(spec)
     except TrustRootError as exc:
         raise ConfigError(f"attest.trusted_roots: {exc}") from exc
-    policies, digest = None, "none"
-    if config.attest.trust_policy is not None:
-        try:
-            policies, document = load_with_document(Path(config.attest.trust_policy))
-        except TrustPolicyError as exc:
-            raise ConfigError(f"attest.trust_policy: {exc}") from exc
-        return TrustInputs(trust, policies, document.sha256, document)
-    return TrustInputs(trust, policies, digest)
+    try:
+        policy = load_policy(config.attest.trust_policy)
+    except (TrustPolicyError, OSError) as exc:
+        raise ConfigError(f"attest.trust_policy: {exc}") from exc
+    return TrustInputs(trust, policy)
 
 
 @dataclass
@@ -124,16 +118,14 @@ class PipelineServices:
     log: TransparencyLog
     ledger: AttestationLedger
     trust: TrustMaterial
-    trust_policies: TrustPolicySet | None
-    trust_policy_sha256: str
+    trust_policy: PolicyInForce
+    """Replaced as a whole by a reload (`reload_trust_policy`)."""
     vulns: VulnStore
     jobs: JobQueue
     copier: Copier
     upstreams: Upstreams
     workload: Workload
     """What analyses may cost, per image and per pusher (registry/pipeline/workload.py)."""
-    trust_policy_document: PolicyDocument | None = None
-    """What `trust_policy_sha256` is the digest of: served to auditors by that digest."""
     layers: LayerCache = field(default_factory=LayerCache)
     """Layer analyses shared by the images of this worker (base layers are read once)."""
     federation: Federation | None = None
@@ -144,6 +136,39 @@ class PipelineServices:
     @property
     def config(self) -> Config:
         return self.registry.config
+
+    @property
+    def trust_policies(self) -> TrustPolicySet | None:
+        return self.trust_policy.policies
+
+    @property
+    def trust_policy_sha256(self) -> str:
+        """Of the policy document in force (`none`): what verification summaries name."""
+        return self.trust_policy.sha256
+
+    @property
+    def trust_policy_document(self) -> PolicyDocument | None:
+        """What `trust_policy_sha256` is the digest of: served to auditors by that digest."""
+        return self.trust_policy.document
+
+    async def reload_trust_policy(self) -> tuple[PolicyInForce, PolicyInForce]:
+        """Read the trust policy file again; (before, after). A file that is not a valid
+        policy raises TrustPolicyError or OSError, and the policy in force stays."""
+        before = self.trust_policy
+        self.trust_policy = await asyncio.to_thread(load_policy, self.config.attest.trust_policy)
+        await self._remember_policy()
+        return before, self.trust_policy
+
+    async def _remember_policy(self) -> None:
+        """Every policy ever in force stays retrievable by its digest (VSAs name it)."""
+        document = self.trust_policy.document
+        if document is not None:
+            await self.log.pool.execute(
+                """INSERT INTO trust_policy_documents (sha256, document) VALUES ($1, $2)
+                   ON CONFLICT (sha256) DO NOTHING""",
+                document.sha256,
+                document.raw,
+            )
 
     @property
     def verifier(self) -> Verifier:
@@ -162,16 +187,17 @@ class PipelineServices:
             waive=frozenset(rule.waive),
         )
 
-    async def fingerprint(self, rule: NamespaceRule) -> str:
-        """Changes whenever the trust policy, the catalog, the vulnerability data, the
-        analyzers (a fix in how layers or charts are read) or this registry's names (which
-        decide where a chart's images come from) do."""
+    async def fingerprint(self, rule: NamespaceRule, repository: str) -> str:
+        """Changes whenever the trust policy of the repository (what it says, or which
+        one applies), the catalog, the vulnerability data, the analyzers (a fix in how
+        layers or charts are read) or this registry's names (which decide where a chart's
+        images come from) do."""
         data = await self.vulns.fingerprint()
         parts = [
             ANALYZER_VERSION,
             CHART_ANALYZER_VERSION,
             ",".join(self.config.charts.names(self.config.http.public_url)),
-            self.trust_policy_sha256,
+            self.trust_policy.digest_for(repository),
             self.catalog(rule).digest,
             data.digest,
             str(rule.require_verification),
@@ -221,9 +247,7 @@ class PipelineServices:
             log=log,
             ledger=AttestationLedger(log),
             trust=inputs.trust,
-            trust_policies=inputs.policies,
-            trust_policy_sha256=inputs.policy_sha256,
-            trust_policy_document=inputs.document,
+            trust_policy=inputs.policy,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,
@@ -236,13 +260,7 @@ class PipelineServices:
             federation=await Federation.open(config, durable, keyring, log),
             _relaxed_pool=relaxed,
         )
-        if inputs.document is not None:  # every policy ever in force stays retrievable
-            await durable.execute(
-                """INSERT INTO trust_policy_documents (sha256, document) VALUES ($1, $2)
-                   ON CONFLICT (sha256) DO NOTHING""",
-                inputs.document.sha256,
-                inputs.document.raw,
-            )
+        await services._remember_policy()
         for rule in [*config.namespaces, config.namespace("")]:  # load catalogs off the loop
             await asyncio.to_thread(services.catalog, rule)
         return services

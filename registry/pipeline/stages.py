@@ -52,22 +52,20 @@ from registry.oci.manifest import parse_manifest
 from registry.oci.reader import ContentNotFound
 from registry.pipeline import status, supplier_sboms, workload
 from registry.pipeline import vsa as vsa_parts
-from registry.pipeline.jobs import Permanent, RetryLater
+from registry.pipeline.jobs import Cancelled, JobQueue, RetryLater
+from registry.pipeline.keys import STAGES, job_key
 from registry.pipeline.services import PipelineServices
 from registry.pipeline.vulndata import NOT_CHECKED, vuln_data
 
+__all__ = ["STAGES", "cancel_deleted", "enqueue", "job_key", "run_stage"]
 log = get_logger("zoll.pipeline")
+DELETED = "the image was deleted"
 
 
-class ImageGone(Permanent):
-    """The image was deleted while its jobs were queued."""
-
-
-STAGES = ("verify", "scan", "rebuild", "attest", "admit")
-
-
-def job_key(stage: str, repository: str, digest: str) -> str:
-    return f"{stage}:{repository}@{digest}"
+async def cancel_deleted(jobs: JobQueue, repository: str, digest: str) -> int:
+    """Cancel the queued stages of an image that was just deleted."""
+    keys = [job_key(stage, repository, digest) for stage in STAGES]
+    return await jobs.cancel_queued(keys, DELETED)
 
 
 async def enqueue(
@@ -82,10 +80,12 @@ async def enqueue(
 
 
 async def run_stage(svc: PipelineServices, stage: str, repository: str, digest: str) -> str:
-    """Run one stage; returns its outcome word. Raises RetryLater when inputs are not ready."""
+    """Run one stage; returns its outcome word. Raises RetryLater when inputs are not ready,
+    Cancelled when the image was deleted before or while the stage ran (whatever the
+    deletion made the stage trip over: a missing manifest, blob or row)."""
     row = await status.get(svc.registry.pool, repository, digest)
     if row is None:
-        return "gone"  # the manifest was deleted since the job was queued
+        raise Cancelled(DELETED)
     handler = {
         "verify": _verify,
         "scan": _scan,
@@ -93,7 +93,14 @@ async def run_stage(svc: PipelineServices, stage: str, repository: str, digest: 
         "attest": _attest,
         "admit": _admit,
     }[stage]
-    outcome, detail = await handler(svc, repository, digest, row)
+    try:
+        outcome, detail = await handler(svc, repository, digest, row)
+    except (RetryLater, Cancelled):
+        raise
+    except Exception:
+        if await status.get(svc.registry.pool, repository, digest) is None:
+            raise Cancelled(DELETED) from None
+        raise
     await status.event(svc.registry.pool, repository, digest, stage, outcome, detail)
     log.info("stage done", stage=stage, repository=repository, digest=digest, outcome=outcome)
     return outcome
@@ -321,8 +328,8 @@ async def _attach(
     if not logged:
         return []
     image = await manifest_rows.image(svc.registry.pool, repo, digest)
-    if image is None:
-        raise ImageGone(f"{repo}@{digest} was deleted")
+    if image is None:  # deleted while it was being signed: what was logged stays logged
+        raise Cancelled(DELETED)
     subject_desc = Descriptor(image["media_type"], digest, int(image["size"]))
     try:
         existing: bytes | None = (
@@ -555,7 +562,7 @@ async def _admit(
     if rule.require_verification and row["verification"]:
         reasons.extend(_quorum_reasons(svc, repo, row, others_passed=not reasons))
     state = "admitted" if not reasons else "quarantined"
-    fingerprint = await svc.fingerprint(rule)
+    fingerprint = await svc.fingerprint(rule, repo)
     image = await manifest_rows.image(pool, repo, Digest.parse(digest))
     [logged] = await svc.log.append(
         [

@@ -20,7 +20,7 @@ from registry.auth.roles import GrantError
 from registry.http.access import registry_wide
 from registry.http.state import registry_of
 from registry.mirror import progress
-from registry.mirror.store import applied_at
+from registry.mirror.store import applied_at, load_set
 from registry.ui.pages import check_csrf, page, render
 
 AUDIT = registry_wide("audit")
@@ -36,16 +36,16 @@ async def mirror_page(request: web.Request) -> web.StreamResponse:
     sets = []
     for set_name in sorted({e.set_name for e in overview.entries}):
         since = await applied_at(pool, set_name)
-        pending, done = await progress.jobs_since(pool, since)
+        report = await progress.set_report(pool, await load_set(pool, set_name))
         sets.append(
             {
                 "name": set_name,
                 "applied_at": since,
-                "pending": pending,
-                "done": done,
+                "pending": report["wanted"] - report["ended"],
+                "done": report["ended"],
                 "entries": [e for e in overview.entries if e.set_name == set_name],
-                "images": await progress.set_images(pool, set_name),
-                "failed": await progress.failures_since(pool, since),
+                "images": report["images"],
+                "failed": report["failed"],
             }
         )
     return await render(request, "mirror.html", title="Mirror sets", sets=sets, jobs=overview.jobs)

@@ -449,6 +449,12 @@ MATRIX: list[tuple[str, Make, tuple[int, ...]]] = [
     ("POST /api/v1/admin/principals/{name}/secret", _reset, ADMIN),
     ("POST /api/v1/admin/principals/{name}/grants", _grant, ADMIN),
     ("DELETE /api/v1/admin/principals/{name}/grants", _revoke, ADMIN),
+    ("GET /api/v1/admin/trust-policy", simple("GET", "/api/v1/admin/trust-policy"), ADMIN),
+    (
+        "POST /api/v1/admin/trust-policy/reload",
+        simple("POST", "/api/v1/admin/trust-policy/reload"),
+        ADMIN,
+    ),
     ("POST /api/v1/mirror/sets", _apply_set, ADMIN),
     ("GET /api/v1/mirror/sets", simple("GET", "/api/v1/mirror/sets"), ADMIN),  # + root auditor
     ("GET /api/v1/mirror/sets/{name}/progress", _set_progress, ADMIN),

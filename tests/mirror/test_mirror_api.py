@@ -99,6 +99,7 @@ async def test_apply_waits_on_the_running_service_through_its_api(
     )  # fmt: skip
     assert code == 0, err
     report = json.loads(out)
+    assert len(report["images"]) == 1, report
     [image] = report["images"]
     assert image["digest"] == str(digest) and image["repository"] == "api/app"
     # the service ran the whole pipeline before the command returned: unsigned, so held
@@ -113,6 +114,12 @@ async def test_apply_waits_on_the_running_service_through_its_api(
     async with http.get(f"{base}/api/v1/mirror/sets/local/progress") as r:
         progress = await r.json()
     assert progress["finished"] is True and progress["pending"] == 0
+    # images count as images (what the progress bar shows), judged ones as ended
+    assert (progress["wanted"], progress["ended"]) == (1, 1)
+    assert progress["entries"] == [
+        {"entry": "app", "state": "done", "images": 1, "copied": 1, "error": None,
+         "attempt": None, "max_attempts": None, "next_try_at": None}
+    ]  # fmt: skip
     assert [i["digest"] for i in progress["images"]] == [str(digest)]
     async with http.get(f"{base}/api/v1/mirror/sets") as r:
         [entry] = (await r.json())["entries"]
@@ -212,6 +219,21 @@ async def test_a_service_that_asks_for_credentials(
         assert (await last_apply_actor(http, base, auth)).startswith("cli:")
         [image] = json.loads(out)["images"]
         assert image["digest"] == str(layout[1]) and image["state"] == "quarantined"
+
+        # One way to reach the service, for every command: ZOLL_URL, ZOLL_USER and
+        # ZOLL_PASSWORD (as docs/mirroring.md says to set for apply) or --url; commands
+        # that work on the database read no configuration from them.
+        remote = {"ZOLL_URL": base, **admin}
+        for argv in (["mirror", "status", "--json"], ["mirror", "status", "--url", base, "--json"]):
+            code, out, err = await zoll(*argv, env=remote if "--url" not in argv else admin)
+            assert code == 0, err
+            [entry] = json.loads(out)["entries"]
+            assert entry["set_name"] == "local" and entry["images"] == 1, entry
+        code, out, err = await zoll(
+            "users", "list", "--json", "--data-dir", str(data_dir), env=remote
+        )
+        assert code == 0, err
+        assert "admin" in {p["name"] for p in json.loads(out)}
     finally:
         await asyncio.to_thread(served.stop)
 

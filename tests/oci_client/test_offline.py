@@ -19,6 +19,7 @@ from registry.oci.client import (
     RegistryConfig,
     RetryPolicy,
     TokenError,
+    UnknownHost,
     api_host,
     default_auth_files,
     parse_challenges,
@@ -202,3 +203,19 @@ def test_scopes() -> None:
     assert [str(s) for s in merged] == ["repository:a:pull,push"]
     assert covers(merged, [Scope("repository", "a", ("pull",))])
     assert not covers(merged, [Scope("repository", "b", ("pull",))])
+
+
+async def test_a_host_that_does_not_exist_fails_at_once() -> None:
+    """`.invalid` never resolves (RFC 6761): no backoff for a name that is not there."""
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    async with RegistryClient([RegistryConfig("upstream.invalid")]) as client:
+        client.transport.sleep = sleep
+        repo, ref = client.for_reference("upstream.invalid/team/app:1.0")
+        with pytest.raises(UnknownHost) as raised:
+            await repo.resolve(ref)
+    assert raised.value.attempts == 1 and slept == []
+    assert "unknown host upstream.invalid" in str(raised.value)

@@ -53,3 +53,8 @@ class Served:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+    def rest_of_output(self) -> list[str]:
+        """After `stop`: what the service logged after its start."""
+        assert self.proc.stdout is not None and self.proc.poll() is not None
+        return self.proc.stdout.read().splitlines()

@@ -16,7 +16,7 @@ from registry.config import Config
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("audit", help="the tamper-evident audit log (docs/auth.md)")
-    cmds = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    cmds = p.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
 
     q = cmds.add_parser(
         "verify",
@@ -38,10 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     q = cmds.add_parser("list", help="recent events, newest first")
     add_config_args(q)
-    q.add_argument("--actor")
+    q.add_argument("--actor", help="only events of this principal (e.g. admin, cli:root)")
     q.add_argument("--action", help="exact, or a prefix ending in '.' (manifest.)")
     q.add_argument("--repository", help="repository or namespace")
-    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--limit", type=int, default=50, help="at most this many events (50)")
     add_json_flag(q)
     q.set_defaults(handler=handle(_list))
 

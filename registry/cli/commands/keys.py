@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 from rich.table import Table
 
 from attest.servicekeys import KeyringError, ServiceKeyring, read_keyring
+from registry.cli.args import add_config_args
 from registry.cli.output import add_json_flag, console, emit_json
 
 
@@ -75,6 +76,26 @@ def public_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_data_dir(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """The data folder as every command finds it: --data-dir, else the config (--config,
+    ZOLL_CONFIG, ZOLL_DATA_DIR), else ./zoll-data."""
+
+    def run(args: argparse.Namespace) -> int:
+        if args.data_dir is None:
+            from registry.cli.database import NoDatabase, cli_data_dir
+
+            try:
+                args.data_dir = cli_data_dir(args)
+            except NoDatabase as exc:  # the configuration is invalid: it says why
+                console.print(str(exc), style="red", markup=False, highlight=False)
+                return 2
+        return handler(args)
+
+    return run
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = subparsers.add_parser("keys", help="list, rotate and export the service signing keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
@@ -84,11 +105,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("public", public_cmd, "print a public key as PEM (for cosign --key)"),
     ):
         parser = sub.add_parser(name, help=text)
-        parser.add_argument("--data-dir", type=Path, required=True, help="Zoll's data folder")
+        add_config_args(parser)
         if name != "public":
             add_json_flag(parser)
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=_in_data_dir(handler))
         if name == "rotate":
-            parser.add_argument("--algorithm", choices=["ecdsa-p256", "ed25519"])
+            parser.add_argument(
+                "--algorithm",
+                choices=["ecdsa-p256", "ed25519"],
+                help="of the new key (config default)",
+            )
         if name == "public":
             parser.add_argument("--keyid", help="a key id or its prefix (default: the active key)")

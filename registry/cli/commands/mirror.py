@@ -12,20 +12,26 @@ image is admitted or quarantined. Interrupted runs resume where they stopped.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.cli.args import add_config_args, add_database_args
-from registry.cli.output import add_json_flag, console, emit_json, table, transfer_progress
+from registry.cli.args import add_config_args, add_database_args, add_service_args
+from registry.cli.output import (
+    add_json_flag,
+    console,
+    count_progress,
+    emit_json,
+    table,
+    transfer_progress,
+)
 
 if TYPE_CHECKING:
     from registry.cli.service_api import ServiceClient
     from registry.oci.digest import Digest
 
-WATCH_POLL = 0.02
-"""How often `--wait` asks whether the service is done (one small count query)."""
+WATCH_POLL = 0.05
+"""How often `--wait` asks how far the service is (a few index lookups)."""
 FOLLOW_WAIT = {True: "30", False: "0.5"}
 """How long one progress call may wait on the service: a machine reading --json needs
 only the end; a person watches the bar move twice a second."""
@@ -33,9 +39,9 @@ only the end; a person watches the bar move twice a second."""
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mirror", help="mirror upstream images into Zoll")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
     apply = actions.add_parser("apply", help="store a mirror set and queue its entries")
-    apply.add_argument("file", type=Path)
+    apply.add_argument("file", type=Path, help="the mirror set (YAML, docs/mirroring.md)")
     apply.add_argument("--run", action="store_true", help="copy now, with progress")
     apply.add_argument(
         "--wait",
@@ -43,17 +49,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="wait until every image is admitted or quarantined (by the service, or by "
         "this process with --run)",
     )
-    apply.add_argument(
-        "--url",
-        default=os.environ.get("ZOLL_URL"),
-        help="apply through this service's API (or ZOLL_URL; credentials from ZOLL_USER and "
-        "ZOLL_PASSWORD); default: the service running from the data folder, if any",
-    )
+    add_service_args(apply, "apply")
     run = actions.add_parser("run", help="copy due or selected entries now")
     run.add_argument("--set", dest="set_name", help="only this mirror set")
     run.add_argument("--entry", help="only this entry (with --set)")
     run.add_argument("--wait", action="store_true", help="also run the pipeline to its end")
     status = actions.add_parser("status", help="mirror entries and their last runs")
+    add_service_args(status, "ask")
     for q in (apply, run, status):
         add_config_args(q)
         add_database_args(q)
@@ -85,13 +87,16 @@ class RichCopyProgress:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    if args.action == "apply" and not args.run and not args.dsn:
+    through_service = args.action == "status" or (args.action == "apply" and not args.run)
+    if through_service and not args.dsn:
         from registry.cli.service_api import ServiceError
 
         try:
             client = _service_client(args)
             if client is not None:
                 try:
+                    if args.action == "status":
+                        return _status_through(client, args)
                     return _apply_through(client, args)
                 finally:
                     client.close()
@@ -119,7 +124,7 @@ def _failed(why: Exception | str) -> int:
 
 
 def _service_client(args: argparse.Namespace) -> ServiceClient | None:
-    """The service to apply through: --url, or the one running from the data folder (which
+    """The service to work through: --url, or the one running from the data folder (which
     answers without loading what the database path needs); None: use the database."""
     from registry.cli.service_api import (
         ServiceClient,
@@ -160,26 +165,17 @@ def _apply_through(client: ServiceClient, args: argparse.Namespace) -> int:
         _applied(name, applied["entries"], args.json)
         return 0
     started = time.monotonic()
-    with transfer_progress(disable=args.json) as bars:
-        task = bars.add_task(f"mirror set {name}", total=None)
+    with _Follower(name, args.json) as follower:
         while True:
             report = client.call(
                 "GET",
                 f"/api/v1/mirror/sets/{name}/progress",
                 query={"wait": FOLLOW_WAIT[bool(args.json)]},
             )
-            bars.update(task, completed=report["done"], total=report["done"] + report["pending"])
+            follower.show(report)
             if report["finished"]:
                 break
-    return _report(
-        name,
-        report["images"],
-        report["failed"],
-        time.monotonic() - started,
-        args.json,
-        charts=report.get("charts") or [],
-        release=report.get("release"),
-    )
+    return follower.result(report, time.monotonic() - started)
 
 
 def _applied(name: str, entries: list[str], as_json: bool) -> None:
@@ -246,7 +242,7 @@ async def _main(args: argparse.Namespace) -> int:
 async def _bookkeeping(args: argparse.Namespace) -> int:
     """`apply` (queue only) and `status` without a service to ask: done in the database."""
     from registry.audit import acting_as
-    from registry.cli.database import cli_actor, resolve_dsn
+    from registry.cli.database import cli_actor, cli_settings, resolve_dsn
     from registry.db.pool import create_pool
     from registry.mirror.sets import MirrorSet
     from registry.mirror.store import apply_and_queue
@@ -257,12 +253,13 @@ async def _bookkeeping(args: argparse.Namespace) -> int:
         if args.action == "status":
             return await _status(pool, args)
         assert mirror_set is not None
+        attempts = cli_settings(args).pipeline.max_attempts
         with acting_as(cli_actor()):
-            names, since = await apply_and_queue(pool, *mirror_set)
+            names, _ = await apply_and_queue(pool, *mirror_set, max_attempts=attempts)
         if not args.wait:
             _applied(mirror_set[0].name, names, args.json)
             return 0
-        return await _watch(pool, mirror_set[0].name, since, args.json)
+        return await _watch(pool, mirror_set[0].name, args.json)
     finally:
         await pool.close()
 
@@ -377,76 +374,130 @@ def _verdict(r: dict[str, Any]) -> str:
     return f"[yellow]{image_state}[/]" + (f": {why}" if why else "")
 
 
-async def _watch(pool: Any, set_name: str, since: Any, as_json: bool) -> int:
-    """Follow the service working on a mirror set until nothing is left to do."""
+async def _watch(pool: Any, set_name: str, as_json: bool) -> int:
+    """Follow the service working on a mirror set until every entry is done or failed."""
     from registry.mirror import progress
+    from registry.mirror.store import load_set
 
+    mirror_set = await load_set(pool, set_name)
     started = time.monotonic()
-    with transfer_progress(disable=as_json) as bars:
-        task = bars.add_task(f"mirror set {set_name}", total=None)
-        async for pending, done in progress.follow(pool, since, WATCH_POLL):
-            bars.update(task, completed=done, total=done + pending)
-    images = await progress.set_images(pool, set_name)
-    failed = await progress.failures_since(pool, since)
-    charts = await progress.set_charts(pool, set_name)
-    release = await progress.set_release(pool, set_name)
-    elapsed = time.monotonic() - started
-    return _report(set_name, images, failed, elapsed, as_json, charts=charts, release=release)
+    report: dict[str, Any] = {}
+    with _Follower(set_name, as_json) as follower:
+        async for report in progress.follow(pool, mirror_set, WATCH_POLL):
+            follower.show(report)
+    return follower.result(report, time.monotonic() - started)
 
 
-def _report(
-    set_name: str,
-    images: list[dict[str, Any]],
-    failed: list[dict[str, Any]],
-    elapsed: float,
-    as_json: bool,
-    *,
-    charts: list[dict[str, Any]] | None = None,
-    release: dict[str, Any] | None = None,
-) -> int:
-    """What the service decided for each chart and image of the set; 1 if a mirror job
-    failed. A release gets its name, version and one line per chart first."""
-    charts = charts or []
-    if as_json:
-        emit_json(
-            {
-                "seconds": round(elapsed, 2),
-                "release": release,
-                "charts": charts,
-                "images": images,
-                "failed": failed,
-            },
-        )
-        return 1 if failed else 0
-    if release is not None:
-        admitted = sum(1 for c in charts if c["state"] == "admitted")
-        console.print(
-            f"release [bold]{release['name']}[/] {release.get('version') or ''}: "
-            f"{admitted}/{len(charts)} charts and "
-            f"{sum(1 for i in images if i['state'] == 'admitted')}/{len(images)} images admitted"
-        )
-    if charts:
-        shown = table("chart", "digest", "state", "images admitted", "held back by",
-                      title=f"charts of {set_name}")  # fmt: skip
-        for c in charts:
-            ok = sum(1 for i in c["images"] if i["state"] == "admitted")
-            colour = "green" if c["state"] == "admitted" else "yellow"
-            shown.add_row(
-                c["repository"],
-                c["digest"][:19],
-                f"[{colour}]{c['state']}[/]",
-                f"{ok}/{len(c['images'])}",
-                "; ".join((c["reasons"] or [])[:2]),
+class _Follower:
+    """Shows a set's progress reports as they come: a bar counting images, and each
+    entry's failures in one line each (the upstream's error, the attempt, the next try)
+    the moment they are known; then what was decided for each image."""
+
+    def __init__(self, set_name: str, as_json: bool) -> None:
+        self.set_name = set_name
+        self.as_json = as_json
+        self.bars = count_progress("images", disable=as_json)
+        self.task: Any = None
+        self.told: dict[str, tuple[Any, ...]] = {}
+
+    def __enter__(self) -> _Follower:
+        self.bars.__enter__()
+        self.task = self.bars.add_task(f"mirror set {self.set_name}", total=None)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self.bars.__exit__(kind, exc, tb)
+
+    def show(self, report: dict[str, Any]) -> None:
+        wanted = report["wanted"]
+        total = wanted if wanted or report["finished"] else None
+        self.bars.update(self.task, completed=report["ended"], total=total)
+        if self.as_json:
+            return
+        for entry in report["entries"]:
+            line = _failure_line(entry)
+            seen = (entry["error"], entry["attempt"], entry["state"])
+            if line is not None and self.told.get(entry["entry"]) != seen:
+                self.told[entry["entry"]] = seen
+                colour = "red" if entry["state"] == "failed" else "yellow"
+                console.print(line, style=colour, markup=False, highlight=False, soft_wrap=True)
+
+    def result(self, report: dict[str, Any], elapsed: float) -> int:
+        """What the service decided for each image; 1 if an entry or an image failed."""
+        failed = report["failed"] or [e for e in report["entries"] if e["state"] == "failed"]
+        if self.as_json:
+            emit_json({"seconds": round(elapsed, 2), **report})
+            return 1 if failed else 0
+        release, charts = report.get("release"), report.get("charts") or []
+        if release is not None:
+            images = report["images"]
+            console.print(
+                f"release [bold]{release['name']}[/] {release.get('version') or ''}: "
+                f"{sum(1 for c in charts if c['state'] == 'admitted')}/{len(charts)} charts and "
+                f"{sum(1 for i in images if i['state'] == 'admitted')}/{len(images)} "
+                "images admitted"
             )
-        console.print(shown)
-    shown = table("entry", "reference", "digest", "state", title=f"mirror set {set_name}")
-    for r in images:
-        colour = "green" if r["state"] == "admitted" else "yellow"
-        shown.add_row(r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]")
-    console.print(shown)
-    for f in failed:
-        console.print(f"[red]failed[/] {f['job'].get('reference', '')}: {f['error']}")
-    return 1 if failed else 0
+        if charts:
+            shown = table("chart", "digest", "state", "images admitted", "held back by",
+                          title=f"charts of {self.set_name}")  # fmt: skip
+            for c in charts:
+                ok = sum(1 for i in c["images"] if i["state"] == "admitted")
+                colour = "green" if c["state"] == "admitted" else "yellow"
+                shown.add_row(
+                    c["repository"],
+                    c["digest"][:19],
+                    f"[{colour}]{c['state']}[/]",
+                    f"{ok}/{len(c['images'])}",
+                    "; ".join((c["reasons"] or [])[:2]),
+                )
+            console.print(shown)
+        if report["images"]:
+            title = f"mirror set {self.set_name}"
+            shown = table("entry", "reference", "digest", "state", title=title)
+            for r in report["images"]:
+                colour = "green" if r["state"] == "admitted" else "yellow"
+                shown.add_row(
+                    r["entry"], r["reference"], r["digest"][:19], f"[{colour}]{r['state']}[/]"
+                )
+            console.print(shown)
+        count = sum(1 for e in report["entries"] if e["state"] == "failed")
+        if count:
+            console.print(
+                f"[red]{count} of {len(report['entries'])} entries failed[/] "
+                f"(zoll mirror status shows each entry's last error)"
+            )
+        return 1 if failed else 0
+
+
+def _failure_line(entry: dict[str, Any]) -> str | None:
+    """`entry: error — attempt 1 of 5 failed, next try at 12:03:04` (or `failed: …`)."""
+    if not entry["error"]:
+        return None
+    if entry["state"] == "failed":
+        tries = f" (after {entry['attempt']} attempts)" if (entry["attempt"] or 0) > 1 else ""
+        return f"{entry['entry']}: failed: {entry['error']}{tries}"
+    return (
+        f"{entry['entry']}: {entry['error']} — attempt {entry['attempt']} of "
+        f"{entry['max_attempts']} failed, next try at {_clock(entry['next_try_at'])}"
+    )
+
+
+def _clock(when: Any) -> str:
+    """A time to try again, in local time (an ISO string from the API, or a datetime)."""
+    from datetime import datetime
+
+    if when is None:
+        return "?"
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return str(moment.astimezone().strftime("%H:%M:%S"))
+
+
+def _status_through(client: ServiceClient, args: argparse.Namespace) -> int:
+    """`status` by the service's API: the same answer as from the database."""
+    answer = client.call("GET", "/api/v1/mirror/sets")
+    return _show_status(answer["entries"], answer["jobs"], args.json)
 
 
 async def _status(pool: Any, args: argparse.Namespace) -> int:
@@ -454,17 +505,30 @@ async def _status(pool: Any, args: argparse.Namespace) -> int:
 
     rows = await progress.entries(pool)
     jobs = await progress.pending_mirror_jobs(pool)
-    if args.json:
+    return _show_status(rows, jobs, args.json)
+
+
+def _show_status(rows: list[dict[str, Any]], jobs: dict[str, int], as_json: bool) -> int:
+    if as_json:
         emit_json({"entries": rows, "jobs": jobs})
         return 0
-    shown = table("set/entry", "images", "last run", "next run", "error", title="mirror entries")
+    shown = table(
+        "set/entry", "images", "state", "last run", "next run", "last error", title="mirror entries"
+    )
     for r in rows:
+        error = r["last_error"] or ""
+        if error and r["next_try_at"] is not None:
+            error += (
+                f" (attempt {r['attempt']} of {r['max_attempts']},"
+                f" next try at {_clock(r['next_try_at'])})"
+            )
         shown.add_row(
             f"{r['set_name']}/{r['name']}",
             str(r["images"]),
+            r["state"] or "",
             str(r["last_run_at"] or "never"),
             str(r["next_run_at"]),
-            r["last_error"] or "",
+            error,
         )
     console.print(shown)
     if jobs:

@@ -129,7 +129,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("policy", help="hardening criteria: check images offline")
-    sub = parser.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="policy_command", metavar="COMMAND")
     check = sub.add_parser(
         "check",
         help="analyse an image and judge it against the hardening criteria",
@@ -146,7 +146,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument("--platform", default="linux/amd64", help="platform to pick from an index")
     check.add_argument("--name", help="repository name to put in the report and SBOM")
-    check.add_argument("--fail-on", default="high", choices=SEVERITIES)
+    check.add_argument(
+        "--fail-on",
+        default="high",
+        choices=SEVERITIES,
+        help="fail (exit 1) on criteria of this severity or worse (high)",
+    )
     check.add_argument("--sbom", metavar="FILE", help="also write a CycloneDX 1.6 SBOM")
     check.add_argument("--spdx", metavar="FILE", help="also write an SPDX 2.3 SBOM")
     add_json_flag(check)

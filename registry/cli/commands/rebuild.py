@@ -242,7 +242,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--allow-network", action="store_true", help="let RUN steps reach the network"
     )
-    parser.add_argument("--max-differences", type=int, default=200, metavar="N")
+    parser.add_argument(
+        "--max-differences",
+        type=int,
+        default=200,
+        metavar="N",
+        help="list at most N differing files (200)",
+    )
     parser.add_argument(
         "--statement", metavar="FILE", help="also write the (unsigned) rebuild statement"
     )

@@ -27,27 +27,29 @@ from registry.config import Config
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("robots", help="robot accounts for build systems (docs/auth.md)")
-    robots = p.add_subparsers(dest="robots_command", metavar="ACTION", required=True)
+    robots = p.add_subparsers(dest="robots_command", metavar="COMMAND", required=True)
 
     q = robots.add_parser("list", help="robot accounts and their grants")
     add_config_args(q)
     add_json_flag(q)
     q.set_defaults(handler=handle(_list))
 
-    q = robots.add_parser("create", help="create robot+NAME and print its secret once")
+    q = robots.add_parser(
+        "add", aliases=["create"], help="add robot+NAME and print its secret once"
+    )
     add_config_args(q)
     q.add_argument("name", help="e.g. ci-nextcloud (becomes robot+ci-nextcloud)")
     q.add_argument(
         "--grant", action="append", metavar="ROLE:NAMESPACE", help="e.g. pusher:opendesk"
     )
     q.add_argument("--expires-days", type=int, help="the robot stops working after this")
-    q.add_argument("--description", default="")
+    q.add_argument("--description", default="", help="which build system it is for")
     add_json_flag(q)
     q.set_defaults(handler=handle(_create))
 
     q = robots.add_parser("reset", help="issue a new secret (the old one stops working)")
     add_config_args(q)
-    q.add_argument("name")
+    q.add_argument("name", help="the robot (ci or robot+ci)")
     add_json_flag(q)
     q.set_defaults(handler=handle(_reset))
 

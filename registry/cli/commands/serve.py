@@ -63,8 +63,10 @@ def _banner(config: Config, port: int) -> None:
 
 
 def _admin_created(password: str) -> None:
+    """The password on a line of its own that nothing wraps (it is copied from here)."""
     console.print("[bold yellow]First start: created the account 'admin' (admin on '*').[/]")
-    console.print(f"  password: [bold]{password}[/]   (shown only now; zoll users passwd admin)")
+    console.print(f"  password: [bold]{password}[/]", soft_wrap=True)
+    console.print("  (shown only now; set another with: zoll users passwd admin)", soft_wrap=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -77,7 +79,11 @@ def _serve(args: argparse.Namespace) -> int:
         console.print(f"[red]{exc}[/]")
         return 2
     from registry.logs import configure_logging
-    from registry.server import run
+    from registry.server import StartError, run
 
     configure_logging(config.log)
-    return run(config, _banner, _admin_created)
+    try:
+        return run(config, _banner, _admin_created)
+    except StartError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        return 2

@@ -20,7 +20,7 @@ from registry.config import Config
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("token-keys", help="keys that sign registry bearer tokens")
-    cmds = p.add_subparsers(dest="token_keys_command", metavar="ACTION", required=True)
+    cmds = p.add_subparsers(dest="token_keys_command", metavar="COMMAND", required=True)
     q = cmds.add_parser("list", help="signing and still-verifying keys")
     add_config_args(q)
     add_json_flag(q)

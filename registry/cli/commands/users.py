@@ -28,6 +28,8 @@ from registry.cli.output import add_json_flag, console, emit_json
 from registry.config import Config, ConfigError
 
 T = TypeVar("T")
+NAME_HELP = "principal (user, robot+name, or anonymous)"
+GRANT_HELP = "a role on a namespace, e.g. pusher:opendesk (repeatable)"
 
 
 def run_db(args: argparse.Namespace, work: Callable[[asyncpg.Pool, Config], Awaitable[T]]) -> T:
@@ -133,42 +135,46 @@ def add_grant_commands(
         p = sub.add_parser(verb, help=helptext)
         add_config_args(p)
         p.add_argument("name", help="principal (user, robot+name, or anonymous)")
-        p.add_argument("role", choices=ROLES)
+        p.add_argument("role", choices=ROLES, help="what the principal may do there")
         p.add_argument("namespace", help="'*' or a repository path prefix, e.g. opendesk")
         p.set_defaults(handler=handle(_grant if verb == "grant" else _revoke), robots=robots)
     for verb, helptext in (("disable", "stop logins and tokens"), ("enable", "allow again")):
         p = sub.add_parser(verb, help=helptext)
         add_config_args(p)
-        p.add_argument("name")
+        p.add_argument("name", help=NAME_HELP)
         p.set_defaults(handler=handle(_disable if verb == "disable" else _enable), robots=robots)
     p = sub.add_parser("remove", help="delete the account and its grants")
     add_config_args(p)
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.set_defaults(handler=handle(_remove), robots=robots)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("users", help="people's accounts and grants (docs/auth.md)")
-    users = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    users = p.add_subparsers(dest="users_command", metavar="COMMAND", required=True)
 
     q = users.add_parser("list", help="users, robots and anonymous with their grants")
     add_config_args(q)
     add_json_flag(q)
     q.set_defaults(handler=handle(_list))
 
-    q = users.add_parser("add", help="create a user (a password is generated unless given)")
+    q = users.add_parser(
+        "add",
+        aliases=["create"],
+        help="add a user (a password is generated unless given)",
+    )
     add_config_args(q)
-    q.add_argument("name")
+    q.add_argument("name", help="the user's name")
     q.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    q.add_argument("--grant", action="append", metavar="ROLE:NAMESPACE")
-    q.add_argument("--description", default="")
+    q.add_argument("--grant", action="append", metavar="ROLE:NAMESPACE", help=GRANT_HELP)
+    q.add_argument("--description", default="", help="who or what the account is for")
     add_json_flag(q)
     q.set_defaults(handler=handle(_add))
 
     q = users.add_parser("passwd", help="set a new password (generated unless given)")
     add_config_args(q)
-    q.add_argument("name")
-    q.add_argument("--password-stdin", action="store_true")
+    q.add_argument("name", help="the user's name")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add_json_flag(q)
     q.set_defaults(handler=handle(_passwd))
 

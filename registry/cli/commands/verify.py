@@ -187,7 +187,7 @@ def _attachments(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("verify", help="verify signatures, attestations and provenance")
-    sub = parser.add_subparsers(dest="verify_command", metavar="WHAT", required=True)
+    sub = parser.add_subparsers(dest="verify_command", metavar="COMMAND", required=True)
 
     image = sub.add_parser("image", help="verify an image against a trust policy")
     image.add_argument("target", help=FORMS)
@@ -203,14 +203,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     image.set_defaults(handler=_image)
 
     bundle = sub.add_parser("bundle", help="verify a sigstore bundle over one artifact")
-    bundle.add_argument("artifact")
-    bundle.add_argument("--bundle", required=True)
+    bundle.add_argument("artifact", help="the file the bundle signs")
+    bundle.add_argument("--bundle", required=True, help="the sigstore bundle (JSON)")
     bundle.add_argument("--identity", help="exact certificate subject (SAN)")
     bundle.add_argument("--identity-regexp", help="regex the whole subject must match")
     bundle.add_argument("--issuer", help="OIDC issuer")
     bundle.add_argument("--claim", action="append", type=_claim, help="NAME=VALUE claim")
     bundle.add_argument("--key", action="append", help="PEM public key (repeatable)")
-    bundle.add_argument("--trusted-root", action="append")
+    bundle.add_argument(
+        "--trusted-root", action="append", help="trusted root file (repeatable; default: public)"
+    )
     add_json_flag(bundle)
     bundle.set_defaults(handler=_bundle)
 

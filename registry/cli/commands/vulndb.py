@@ -37,7 +37,7 @@ class _RateColumn(ProgressColumn):
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("vulndb", help="vulnerability data (OSV, VEX)")
-    sub = parser.add_subparsers(dest="vulndb_command", metavar="ACTION", required=True)
+    sub = parser.add_subparsers(dest="vulndb_command", metavar="COMMAND", required=True)
 
     imp = sub.add_parser("import", help="import an OSV export (directory or zip) and VEX files")
     imp.add_argument("path", type=Path, help="OSV export: directory tree, all.zip or one .json")

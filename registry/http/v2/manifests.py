@@ -20,7 +20,9 @@ from registry.oci.digest import Digest, is_digest
 from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.manifest import Manifest, ManifestError, parse_manifest
 from registry.oci.names import is_valid_tag
+from registry.pipeline.jobs import JobQueue
 from registry.pipeline.services import services_of
+from registry.pipeline.stages import cancel_deleted
 
 
 def _accepted(request: web.Request) -> set[str] | None:
@@ -207,6 +209,8 @@ async def delete_manifest(request: web.Request) -> web.StreamResponse:
     if by_digest:
         try:
             found = await manifest_rows.delete(reg.pool, name, Digest.parse(reference), rid)
+            if found:  # its queued pipeline stages end now, not when they come due
+                await cancel_deleted(JobQueue(reg.pool), name, reference)
         except manifest_rows.ManifestInUse as exc:
             raise RegistryError(
                 ErrorCode.DENIED,

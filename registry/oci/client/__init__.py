@@ -38,6 +38,7 @@ from registry.oci.client.errors import (
     TokenError,
     TransportError,
     UnavailableError,
+    UnknownHost,
     UnsupportedManifestError,
 )
 from registry.oci.client.remote_reader import RemoteReader
@@ -75,6 +76,7 @@ __all__ = [
     "TokenError",
     "TransportError",
     "UnavailableError",
+    "UnknownHost",
     "UnsupportedManifestError",
     "api_host",
     "default_auth_files",

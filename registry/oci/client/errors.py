@@ -91,6 +91,15 @@ class TransportError(ClientError):
         self.attempts = attempts
 
 
+class UnknownHost(TransportError):
+    """The registry's name does not resolve (DNS: no such host). Not retried: a name that
+    does not exist now will not exist a second later; a mistyped upstream fails at once."""
+
+    def __init__(self, host: str, reason: str, *, url: str) -> None:
+        super().__init__(f"unknown host {host}: {reason}", url=url, attempts=1)
+        self.host = host
+
+
 class TokenError(ClientError):
     """The token server refused us or answered with something that is not a token."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from registry.oci.client.errors import (
     SizeExceeded,
     TransportError,
     UnavailableError,
+    UnknownHost,
 )
 from registry.oci.client.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from registry.oci.client.scopes import Scope
@@ -318,6 +320,7 @@ class Transport:
                     method, url, headers=sent, data=body, ssl=self._ssl_for(config)
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
+                no_such_host(exc, url)
                 never_sent = isinstance(exc, aiohttp.ClientConnectorError)
                 if replayable and attempt < self.retry.attempts and (is_idempotent or never_sent):
                     delay = self.retry.delay(attempt, None)
@@ -407,6 +410,7 @@ class Transport:
                             continue
                     return resp.status, await read_limited(resp, MAX_TOKEN_RESPONSE, "token")
             except (aiohttp.ClientError, TimeoutError) as exc:
+                no_such_host(exc, url.with_query(None))
                 if attempt < self.retry.attempts:
                     await self.sleep(self.retry.delay(attempt, None))
                     continue
@@ -415,6 +419,21 @@ class Transport:
                     url=str(url.with_query(None)),
                     attempts=attempt,
                 ) from exc
+
+
+_NO_SUCH_NAME: Final = frozenset(
+    {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+)
+"""Answers of the resolver that say the name does not exist (not "try again later")."""
+
+
+def no_such_host(exc: BaseException, url: URL) -> None:
+    """Raise `UnknownHost` when `exc` says the host's name does not resolve."""
+    if not isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return
+    cause = exc.os_error
+    if isinstance(cause, socket.gaierror) and cause.errno in _NO_SUCH_NAME:
+        raise UnknownHost(url.host or "?", cause.strerror or str(cause), url=str(url)) from exc
 
 
 def can_answer(resp: aiohttp.ClientResponse, creds: Credentials | None) -> bool:

@@ -12,11 +12,11 @@
           { credentials: "same-origin" });
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         const p = await r.json();
-        section.querySelector("[data-field=done]").textContent = p.done;
-        section.querySelector("[data-field=pending]").textContent = p.pending;
+        section.querySelector("[data-field=done]").textContent = p.ended;
+        section.querySelector("[data-field=pending]").textContent = p.wanted - p.ended;
         const bar = section.querySelector("progress");
-        bar.max = p.done + p.pending || 1;
-        bar.value = p.done;
+        bar.max = p.wanted || 1;
+        bar.value = p.ended;
         section.querySelector("[data-field=images]").innerHTML = p.images.length ? p.images.map((i) =>
           `<tr><td>${esc(i.reference)}</td><td><a href="/ui/r/${esc(i.repository)}@${esc(i.digest)}">` +
           `${esc(i.repository)}@${esc(i.digest.slice(0, 19))}</a></td>` +

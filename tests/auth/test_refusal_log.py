@@ -1,0 +1,28 @@
+"""A refused request's log line names who was refused and what they asked for, even when
+the answer hides the repository (404 NAME_UNKNOWN, by design)."""
+
+from __future__ import annotations
+
+import aiohttp
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
+
+from tests.auth.conftest import Accounts, basic
+from tests.support.servers import LiveRegistry
+
+
+async def test_the_log_names_who_was_refused(
+    secured: LiveRegistry, people: Accounts, http: aiohttp.ClientSession
+) -> None:
+    name, secret = await people.robot("ci", ("demo", "pusher"))
+    auth = {"Authorization": basic(name, secret)}
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with http.post(f"{secured.url}/v2/other/app/blobs/uploads/", headers=auth) as r:
+            assert r.status == 404
+            assert (await r.json())["errors"][0]["code"] == "NAME_UNKNOWN"
+        async with http.post(f"{secured.url}/v2/demo/app/blobs/uploads/", headers=auth) as r:
+            assert r.status == 202  # the same connection, allowed: nothing of the refusal stays
+    refused, allowed = [e for e in logs if e["event"] == "request"]
+    assert refused["principal"] == "robot+ci" and refused["status"] == 404, refused
+    assert refused["refused"] == "repository other/app: push", refused
+    assert allowed["principal"] == "robot+ci" and "refused" not in allowed, allowed
