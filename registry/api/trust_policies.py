@@ -28,7 +28,7 @@ DIGEST = Param(
     params=(DIGEST,),
     errors={404: "Zoll never used a trust policy with that digest"},
 )
-async def trust_policy(request: web.Request) -> web.Response:
+async def trust_policy_document(request: web.Request) -> web.Response:
     """The document's exact bytes (their SHA-256 is the digest): the policy file and every
     file it refers to, each base64 with its own SHA-256. Every policy Zoll was started
     with stays retrievable."""

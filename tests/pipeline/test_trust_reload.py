@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
 import json
 import signal
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from attest.policy_document import parse_with_document
 from tests.policy.layouts import member, tar_bytes
 from tests.support.oci import Image, push_image
 from tests.support.served import Served
@@ -108,8 +108,10 @@ async def digests_in_force(base: str, connections: int = 8) -> set[str]:
     return seen
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def sha256(text: str, path: Path) -> str:
+    """The digest the service names for a policy file: of its policy document (the file
+    and every key and layout it reads), as VSAs name it."""
+    return parse_with_document(path, text.encode())[1].sha256
 
 
 async def verify_events(http: aiohttp.ClientSession, base: str, ref: str) -> int:
@@ -127,7 +129,7 @@ async def test_reload_by_api_and_by_sighup(
     other = await push_image(http, base, "other/app", small_image(), "1.0")
     await judged(http, base, f"signed/app@{signed}", policy="strict")
     await judged(http, base, f"other/app@{other}", policy="vendor")
-    assert await digests_in_force(base) == {sha256(STRICT)}
+    assert await digests_in_force(base) == {sha256(STRICT, policy)}
     before = await verify_events(http, base, f"other/app@{other}")
 
     # A broken file: refused with the reason, the policy in force stays.
@@ -136,16 +138,18 @@ async def test_reload_by_api_and_by_sighup(
         assert r.status == 422, await r.text()
         assert r.content_type == "application/problem+json"
         assert "slsa" in (await r.json())["detail"]
-    assert await digests_in_force(base) == {sha256(STRICT)}
+    assert await digests_in_force(base) == {sha256(STRICT, policy)}
 
     # The admin API: every worker takes it; the image whose policy changed is judged again.
     policy.write_text(MOVED)
     async with http.post(f"{base}/api/v1/admin/trust-policy/reload") as r:
         assert r.status == 200, await r.text()
         answer = await r.json()
-    assert answer["sha256"] == sha256(MOVED) and answer["previous"] == sha256(STRICT)
+    assert answer["sha256"] == sha256(MOVED, policy) and answer["previous"] == sha256(
+        STRICT, policy
+    )
     await judged(http, base, f"signed/app@{signed}", policy="vendor")
-    assert await digests_in_force(base) == {sha256(MOVED)}
+    assert await digests_in_force(base) == {sha256(MOVED, policy)}
     # `other/*` kept its policy: not judged again
     assert await verify_events(http, base, f"other/app@{other}") == before
 
@@ -153,7 +157,7 @@ async def test_reload_by_api_and_by_sighup(
     policy.write_text(STRICT)
     served.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 30
-    while await digests_in_force(base) != {sha256(STRICT)}:
+    while await digests_in_force(base) != {sha256(STRICT, policy)}:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.3)
     await judged(http, base, f"signed/app@{signed}", policy="strict")
@@ -162,9 +166,9 @@ async def test_reload_by_api_and_by_sighup(
     await asyncio.to_thread(served.stop)
     log = [json.loads(line) for line in served.rest_of_output() if line.startswith("{")]
     in_force = [e for e in log if e["event"].startswith("trust policy")]
-    assert in_force[0]["sha256"] == sha256(STRICT), in_force  # at start, once
+    assert in_force[0]["sha256"] == sha256(STRICT, policy), in_force  # at start, once
     assert {e["sha256"] for e in in_force if e["event"] == "trust policy reloaded"} == {
-        sha256(MOVED),
-        sha256(STRICT),
+        sha256(MOVED, policy),
+        sha256(STRICT, policy),
     }, in_force
     assert any("not reloaded" in e["event"] for e in in_force), in_force

@@ -33,7 +33,9 @@ class Served:
             if match:
                 self.host = match.group(1)
                 # Keep reading its log, so a long-running service never blocks on a full pipe.
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._banner = len(self.output)
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
                 return
         raise AssertionError("zoll serve exited:\n" + "".join(self.output))
 
@@ -55,6 +57,7 @@ class Served:
         return self.proc.wait(timeout=60)
 
     def rest_of_output(self) -> list[str]:
-        """After `stop`: what the service logged after its start."""
-        assert self.proc.stdout is not None and self.proc.poll() is not None
-        return self.proc.stdout.read().splitlines()
+        """After `stop`: what the service logged after its start (read to its end)."""
+        assert self.proc.poll() is not None
+        self._drainer.join(timeout=30)
+        return "".join(self.output[self._banner :]).splitlines()

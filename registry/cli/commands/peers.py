@@ -34,14 +34,14 @@ TIMEOUT = 30.0
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("peers", help="other Zoll nodes: pin, list, unpin (federation)")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
     add = actions.add_parser("add", help="fetch a node's card, show its fingerprints, pin it")
     add.add_argument("peer_url", help="the other node's base URL")
     add.add_argument("--yes", action="store_true", help="pin without asking (scripts)")
     add.add_argument("--insecure", action="store_true", help="allow plain HTTP (loopback tests)")
     listing = actions.add_parser("list", help="pinned peers and how far this node follows each")
     remove = actions.add_parser("remove", help="unpin a peer")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the peer's name, as `zoll peers list` shows it")
     for q in (add, listing, remove):
         add_config_args(q)
         q.add_argument(
