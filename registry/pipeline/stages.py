@@ -464,7 +464,8 @@ def _self_in_quorum(svc: PipelineServices, repo: str) -> QuorumRequirement | Non
 def _quorum_reasons(
     svc: PipelineServices, repo: str, row: Any, *, others_passed: bool
 ) -> list[str]:
-    """The quorum counted with this node's own verdict: yes when everything else passed."""
+    """The quorum counted with this node's own word: for `passed`, yes when everything
+    else passed; for `reproduced`, yes when its own rebuild reproduced the image."""
     result = VerificationResult.from_json(row["verification"])
     found = [r for r in result.requirements if r.id == "quorum"]
     if not found:
@@ -477,7 +478,11 @@ def _quorum_reasons(
         why = "; ".join(p.message for p in req.problems[-1:])
         return [f"verification requirement quorum failed ({why})"]
     yes = set(req.nodes)
-    if others_passed and svc.federation is not None:
+    if quorum.says == "reproduced":
+        own = (row["rebuild"] or {}).get("result", {}).get("outcome") == "reproduced"
+    else:
+        own = others_passed
+    if own and svc.federation is not None:
         yes.add(svc.federation.identity.name)
     if len(yes) >= quorum.k:
         return []
