@@ -115,3 +115,17 @@ async def readyz_within(
             body = {"error": repr(exc)}
         await asyncio.sleep(0.2)
     raise AssertionError(f"/readyz did not say ready={ready} within {seconds} s: {body}")
+
+
+async def get_as_client(http: aiohttp.ClientSession, url: str, seconds: float = 20) -> bytes:
+    """GET as registry clients do: a 503 is tried again after its Retry-After (capped at
+    2 s) until `seconds` have passed. A SeaweedFS that just (re)started answers the
+    readiness probe a moment before every volume serves reads."""
+    deadline = time.monotonic() + seconds
+    while True:
+        async with http.get(url) as r:
+            if r.status == 503 and time.monotonic() < deadline:
+                await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 2))
+                continue
+            assert r.status == 200, await r.text()
+            return await r.read()

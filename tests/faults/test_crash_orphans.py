@@ -19,7 +19,7 @@ import pytest
 
 from registry.embedded.postgres import postmaster_pid, running_dsn
 from registry.processes import alive
-from tests.faults.conftest import audit_verifies, readyz_within
+from tests.faults.conftest import audit_verifies, get_as_client, readyz_within
 from tests.support.served import Served
 
 pytestmark = pytest.mark.slow
@@ -67,8 +67,7 @@ async def test_the_next_start_takes_over_what_a_crashed_run_left(
     try:
         assert not alive(weed[0]), "the orphaned SeaweedFS was stopped"
         await readyz_within(http, f"http://{again.host}", ready=True, seconds=30)
-        async with http.get(f"http://{again.host}/v2/crash/app/blobs/{digest}") as r:
-            assert r.status == 200 and await r.read() == blob
+        assert await get_as_client(http, f"http://{again.host}/v2/crash/app/blobs/{digest}") == blob
         dsn = running_dsn(data_dir / "postgres")
         assert dsn is not None
         await audit_verifies(dsn)

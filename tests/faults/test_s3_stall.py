@@ -19,7 +19,7 @@ import pytest
 
 from registry.gc import collect
 from registry.storage.base import StorageError
-from tests.faults.conftest import FaultySeaweed, audit_verifies, readyz_within
+from tests.faults.conftest import FaultySeaweed, audit_verifies, get_as_client, readyz_within
 from tests.support.servers import LiveRegistry, live_registry, registry_config
 
 MiB = 1024 * 1024
@@ -59,17 +59,8 @@ async def _push(
 
 
 async def _pull(http: aiohttp.ClientSession, live: LiveRegistry, blob: bytes) -> bytes:
-    """As a client pulls: a 503 is retried after its Retry-After (a store that just came
-    back may need a moment for every volume), for at most 20 s."""
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    deadline = time.monotonic() + 20
-    while True:
-        async with http.get(f"{live.url}/v2/faults/stall/blobs/{digest}") as r:
-            if r.status == 503 and time.monotonic() < deadline:
-                await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 2))
-                continue
-            assert r.status == 200, await r.text()
-            return await r.read()
+    return await get_as_client(http, f"{live.url}/v2/faults/stall/blobs/{digest}")
 
 
 async def test_a_stalled_store_fails_requests_quickly_and_recovers(

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from registry.embedded.postgres import postmaster_pid, running_dsn
-from tests.faults.conftest import audit_verifies, readyz_within
+from tests.faults.conftest import audit_verifies, get_as_client, readyz_within
 from tests.support.oci import Image, push_image
 from tests.support.served import Served
 
@@ -77,8 +77,7 @@ async def _push(http: aiohttp.ClientSession, served: Served, blob: bytes) -> int
 
 async def _pulled(http: aiohttp.ClientSession, served: Served, blob: bytes) -> bool:
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    async with http.get(f"{_url(served)}/v2/faults/serve/blobs/{digest}") as r:
-        return r.status == 200 and await r.read() == blob
+    return await get_as_client(http, f"{_url(served)}/v2/faults/serve/blobs/{digest}") == blob
 
 
 async def _until(check: object, seconds: float) -> None:
