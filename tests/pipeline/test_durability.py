@@ -60,7 +60,12 @@ async def test_synchronous_commit_makes_the_pipeline_wait_like_pushes(
         assert not svc.config.relaxed_pipeline
         assert svc.registry.pool is zoll.registry.pool
         assert await _setting(svc.registry.pool) == "on"
-        before = await _next_xid(zoll.registry.pool)
-        async with http.get(f"{zoll.url}/api/v1/audit") as r:
-            assert r.status == 200
-        assert await _next_xid(zoll.registry.pool) == before  # nothing to flush: no commit
+        # Nothing to flush, so the answer commits nothing. A background write of the
+        # service may take an xid meanwhile: one of a few tries must show none taken.
+        unchanged = []
+        for _ in range(3):
+            before = await _next_xid(zoll.registry.pool)
+            async with http.get(f"{zoll.url}/api/v1/audit") as r:
+                assert r.status == 200
+            unchanged.append(await _next_xid(zoll.registry.pool) == before)
+        assert any(unchanged)
