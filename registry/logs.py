@@ -134,6 +134,7 @@ def _apply(structlog: ModuleType, config: LogSettings) -> None:
     structlog.configure(
         processors=[*_shared(structlog), structlog.processors.format_exc_info, _renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, config.level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),
+        # One write per line: lines of several worker processes sharing a pipe never mix.
+        logger_factory=structlog.WriteLoggerFactory(_CurrentStderr()),
         cache_logger_on_first_use=True,
     )
