@@ -76,7 +76,15 @@ def start_node(work: Path, name: str, workers: int, federation: dict[str, Any]) 
             break
     else:
         raise RuntimeError(f"zoll serve ({name}) did not start")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    log = (work / "serve.log").open("ab")
+
+    def keep() -> None:  # the rest of its log, for when something goes wrong
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.write(line)
+            log.flush()
+
+    threading.Thread(target=keep, daemon=True).start()
     return Server(name, f"http://127.0.0.1:{port}", proc, lambda: [proc.pid])
 
 
@@ -146,6 +154,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--follow", type=int, default=10, help="images for the latency test")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--logs", type=Path, help="copy each node's log here when done")
     args = parser.parse_args(sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="zoll-bench-federation-", dir="/var/tmp") as tmp:
         work = Path(tmp)
@@ -187,6 +196,11 @@ def main() -> int:
         finally:
             for server in reversed(servers):
                 server.stop()
+            if args.logs is not None:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for node in ("a", "b"):
+                    if (work / node / "serve.log").exists():
+                        (args.logs / f"{node}.log").write_bytes((work / node / "serve.log").read_bytes())
     print()
     print("| measure | skopeo sync (copy only) | Zoll B (follow + copy + judge + attest) | ratio |")
     print("| --- | ---: | ---: | ---: |")

@@ -22,10 +22,13 @@ async def get_bytes(
     """GET `url`; aiohttp.ClientResponseError on an error status, ValueError past `limit`."""
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
         resp.raise_for_status()
-        body = await resp.content.read(limit + 1)
-    if len(body) > limit:
-        raise ValueError(f"{url} answered more than {limit} bytes")
-    return body
+        body = bytearray()
+        # read(n) returns what has arrived, not n bytes: read to the end, within `limit`.
+        async for chunk in resp.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise ValueError(f"{url} answered more than {limit} bytes")
+    return bytes(body)
 
 
 async def fetch_card(
