@@ -200,7 +200,9 @@ def main() -> int:
                 args.logs.mkdir(parents=True, exist_ok=True)
                 for node in ("a", "b"):
                     if (work / node / "serve.log").exists():
-                        (args.logs / f"{node}.log").write_bytes((work / node / "serve.log").read_bytes())
+                        (args.logs / f"{node}.log").write_bytes(
+                            (work / node / "serve.log").read_bytes()
+                        )
     print()
     print("| measure | skopeo sync (copy only) | Zoll B (follow + copy + judge + attest) | ratio |")
     print("| --- | ---: | ---: | ---: |")
