@@ -45,7 +45,8 @@ def parse_duration(value: str | int | float) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _time(value: object) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time as statements write it (`Z` or an offset; none: UTC), or None."""
     if not isinstance(value, str):
         return None
     try:
@@ -82,7 +83,9 @@ def verdict_of(statement: Mapping[str, Any]) -> Verdict | None:
             sha = item["digest"].get("sha256")
             if isinstance(sha, str):
                 subjects.append((str(item.get("name", "")), sha))
-    return Verdict(kind, predicate_type, value, _time(predicate.get(time_field)), tuple(subjects))
+    return Verdict(
+        kind, predicate_type, value, parse_time(predicate.get(time_field)), tuple(subjects)
+    )
 
 
 def lookup(document: Any, path: str) -> Any:

@@ -171,6 +171,24 @@ class AttestationLedger:
             )
         return [StoredAttestation.from_row(r) for r in rows]
 
+    async def latest(
+        self, subject: Digest, predicate_type: str, repository: str, keyid: str
+    ) -> StoredAttestation | None:
+        """The newest logged attestation of one type a key made about an image in one
+        repository (one row, however long the image's history)."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"""SELECT {_COLUMNS} FROM attestations
+                    WHERE subject_digest = $1 AND status = 'logged' AND predicate_type = $2
+                      AND repository = $3 AND keyid = $4
+                    ORDER BY id DESC LIMIT 1""",  # noqa: S608
+                str(subject),
+                predicate_type,
+                repository,
+                keyid,
+            )
+        return None if row is None else StoredAttestation.from_row(row)
+
     async def pending(self) -> list[StoredAttestation]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(

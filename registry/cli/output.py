@@ -26,7 +26,9 @@ def rich_console() -> Console:
     if _console is None:
         from rich.console import Console
 
-        _console = Console(stderr=True)
+        # soft_wrap: a message or path is never broken across lines (rich wraps at 80
+        # columns when stderr is not a terminal, which splits what people grep for).
+        _console = Console(stderr=True, soft_wrap=True)
     return _console
 
 

@@ -149,3 +149,12 @@ def verify_card(raw: bytes) -> NodeCard:
     ):
         raise CardError("the card is not signed by any of its own attestation keys")
     return card
+
+
+def card_from_document(raw: bytes) -> NodeCard:
+    """The verified card of a `GET /api/v1/node` answer (its `envelope`)."""
+    try:
+        envelope = json.loads(raw)["envelope"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CardError(f"not a node card document: {exc}") from exc
+    return verify_card(json.dumps(envelope).encode())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import aiohttp
 
-from registry.federation.card import CardError, NodeCard, verify_card
+from registry.federation.card import CardError, NodeCard, card_from_document
 
 CARD_PATH = "/api/v1/node"
 MAX_DOCUMENT = 1 << 20
@@ -40,11 +38,8 @@ async def fetch_card(
     if base.startswith("http://") and not insecure:
         raise CardUnavailable(f"{url} is plain HTTP; pass --insecure for loopback tests only")
     try:
-        raw = await get_bytes(session, base + CARD_PATH)
-        document = json.loads(raw)
-        envelope = json.dumps(document["envelope"]).encode()
-        return verify_card(envelope)
-    except (KeyError, TypeError, CardError) as exc:
+        return card_from_document(await get_bytes(session, base + CARD_PATH))
+    except CardError as exc:
         raise CardUnavailable(f"{base} does not serve a valid node card: {exc}") from exc
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         raise CardUnavailable(f"cannot read the node card at {base}: {exc}") from exc

@@ -34,7 +34,7 @@ from attest.tlog.hashing import leaf_hash
 from attest.tlog.note import NoteVerificationError
 from attest.tlog.proofs import NodeID
 from attest.tlog.tiles import TILE_WIDTH, Tile, TileError, decode_bundle
-from attest.verdicts import verdict_of
+from attest.verdicts import parse_time, verdict_of
 from registry import metrics
 from registry.config import FollowRule
 from registry.federation.fetch import get_bytes
@@ -115,7 +115,7 @@ def statement_row(peer: Peer, index: int, data: bytes) -> dict[str, Any] | None:
             "repository": str(subject.get("repository", "")),
             "kind": "admission",
             "verdict": body["decision"],
-            "stated_at": _time(body.get("decidedAt")),
+            "stated_at": parse_time(body.get("decidedAt")),
             "tags": [t for t in body.get("tags", []) if isinstance(t, str)],
         }
     if body.get("kind") != "attestation":
@@ -145,15 +145,6 @@ def statement_row(peer: Peer, index: int, data: bytes) -> dict[str, Any] | None:
         "stated_at": verdict.time,
         "tags": [],
     }
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 async def _bundle(federation: Federation, peer: Peer, index: int, width: int) -> list[bytes]:

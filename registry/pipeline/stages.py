@@ -444,12 +444,13 @@ async def _already_said(
 ) -> bool:
     """Whether this key's latest statement of the same type says the same (but for when):
     a re-evaluation that changes nothing adds nothing to the log or the image."""
-    for stored in await svc.ledger.for_subject(digest, new["predicateType"]):
-        if stored.repository != repo or stored.keyid != svc.keyring.signer.public.keyid:
-            continue
-        old = envelope_statement(stored.envelope)
-        return bool(_timeless(old.get("predicate")) == _timeless(new.get("predicate")))
-    return False
+    stored = await svc.ledger.latest(
+        digest, new["predicateType"], repo, svc.keyring.signer.public.keyid
+    )
+    if stored is None:
+        return False
+    old = envelope_statement(stored.envelope)
+    return bool(_timeless(old.get("predicate")) == _timeless(new.get("predicate")))
 
 
 def _self_in_quorum(svc: PipelineServices, repo: str) -> QuorumRequirement | None:
@@ -499,13 +500,9 @@ async def _publish_verdict(
     its log index, or None when the last VSA still says the same."""
     subject_digest = Digest.parse(digest)
     wanted = "PASSED" if passed else "FAILED"
-    mine = [
-        a
-        for a in await svc.ledger.for_subject(subject_digest, VSA_V1)
-        if a.repository == repo and a.keyid == svc.keyring.signer.public.keyid
-    ]
-    if mine:
-        last = envelope_statement(mine[0].envelope)["predicate"]
+    mine = await svc.ledger.latest(subject_digest, VSA_V1, repo, svc.keyring.signer.public.keyid)
+    if mine is not None:
+        last = envelope_statement(mine.envelope)["predicate"]
         policy_digest = (last.get("policy") or {}).get("digest", {}).get("sha256", "none")
         if last.get("verificationResult") == wanted and policy_digest == svc.trust_policy_sha256:
             return None
