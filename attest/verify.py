@@ -40,6 +40,7 @@ __all__ = [
     "Attached",
     "BundleOutcome",
     "discover",
+    "trusted_statements",
     "verify_artifact_bundle",
     "verify_image",
 ]
@@ -236,6 +237,36 @@ def _check_all(
     return [check_layer(layer, subject, signers, trust) for layer in layers]
 
 
+async def _checked_layers(
+    reader: ContentReader, digest: Digest, signers: Signers, trust: TrustMaterial
+) -> tuple[list[Layer], list[Checked]]:
+    """Every signature and attestation layer attached to `digest`, each verified."""
+    layers = []
+    for item in await discover(reader, digest):
+        if item.kind in VERIFIED_KINDS:
+            layers.extend(await read_layers(reader, item))
+    return layers, await asyncio.to_thread(_check_all, layers, digest, signers, trust)
+
+
+async def trusted_statements(
+    reader: ContentReader,
+    digest: Digest,
+    policy: TrustPolicy,
+    trust: TrustMaterial,
+    predicate_types: Iterable[str],
+) -> list[Statement]:
+    """The statements of these types about `digest` that a signer the policy knows has
+    verifiably signed (e.g. the supplier's SLSA provenance a rebuild takes its recipe
+    from). Nothing else about the policy is evaluated."""
+    wanted = set(predicate_types)
+    _, checked = await _checked_layers(reader, digest, policy.signers, trust)
+    return [
+        c.statement
+        for c in checked
+        if c.evidence.verified and c.statement is not None and c.statement.predicate_type in wanted
+    ]
+
+
 async def verify_image(
     reader: ContentReader, digest: Digest, policy: TrustPolicy, trust: TrustMaterial
 ) -> VerificationResult:
@@ -245,12 +276,7 @@ async def verify_image(
         await reader.get_manifest(str(digest))
     except (ContentNotFound, ContentCorrupt) as exc:
         errors.append(Problem(None, Reason.CONTENT_MISSING, f"image {digest}: {exc}"))
-    attached = await discover(reader, digest)
-    layers = []
-    for item in attached:
-        if item.kind in ("signature", "attestation", "bundle"):
-            layers.extend(await read_layers(reader, item))
-    checked = await asyncio.to_thread(_check_all, layers, digest, policy.signers, trust)
+    layers, checked = await _checked_layers(reader, digest, policy.signers, trust)
     found = [
         Found(
             c,

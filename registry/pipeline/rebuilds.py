@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from attest.intoto import Statement
 from attest.rebuild import RecipeSpec, rebuild
+from attest.slsa import PROVENANCE_TYPES
+from attest.verify import trusted_statements
 from registry.content import RegistryReader
 from registry.db import manifests as manifest_rows
 from registry.http.state import Registry
@@ -109,18 +112,33 @@ async def _recipe(svc: PipelineServices, row: Any) -> RecipeSpec | None:
     return RecipeSpec.from_mapping(entry.rebuild)
 
 
+async def _provenance(svc: PipelineServices, repo: str, digest: str) -> list[Statement]:
+    """The image's SLSA provenance, where a signer the repository's trust policy knows
+    signed it: the recipe of an image that came without one (pushed, or replicated from
+    a peer node). A wrong recipe cannot make a rebuild pass: only identical bytes do."""
+    policy = svc.trust_policies.for_repository(repo) if svc.trust_policies else None
+    if policy is None:
+        return []
+    reader = RegistryReader(svc.registry, repo)
+    return await trusted_statements(
+        reader, Digest.parse(digest), policy, svc.trust, PROVENANCE_TYPES
+    )
+
+
 async def run_rebuild(
     svc: PipelineServices, repo: str, digest: str, row: Any
 ) -> tuple[str, dict[str, Any]]:
     work = svc.config.data_dir / "rebuild"
     await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
     recipe = await _recipe(svc, row)
+    provenance = await _provenance(svc, repo, digest)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         result = await rebuild(
             RegistryReader(svc.registry, repo),
             digest,
             bases=ZollBases(svc.registry),
             recipe=recipe,
+            provenance=provenance,
             output=Path(tmp) / "rebuilt",
             scratch=work,
         )

@@ -424,7 +424,10 @@ async def _attest(
     logged = await svc.ledger.sign_and_log_many(
         list(statements.values()), svc.keyring.signer, subject=subject_digest, repository=repo
     )
-    attached = await _attach(svc, repo, subject_digest, logged)
+    # A rebuild statement is a vote in `says: reproduced` quorums: like the VSA, its proof
+    # leads to a checkpoint the witnesses have cosigned.
+    witnessed = "rebuild" in statements
+    attached = await _attach(svc, repo, subject_digest, logged, witnessed=witnessed)
     indexes = dict(zip(statements, attached, strict=True))
     await enqueue(svc, "admit", repo, digest)
     return "signed", {"log_indexes": indexes}

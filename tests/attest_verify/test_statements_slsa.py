@@ -11,6 +11,7 @@ from attest.intoto import Statement
 from attest.keys import PrivateKey
 from attest.results import Reason, VerificationFailure
 from attest.slsa import (
+    PROVENANCE_TYPES,
     SlsaPolicy,
     SourceExpectation,
     TrustedBuilder,
@@ -19,7 +20,7 @@ from attest.slsa import (
 )
 from attest.trust_policy import TrustPolicy
 from attest.trustroot import TrustMaterial
-from attest.verify import verify_image
+from attest.verify import trusted_statements, verify_image
 from registry.oci.digest import Digest
 from tests.attest_verify.conftest import SignedImage
 
@@ -181,3 +182,27 @@ require:
     evidence = result.evidence_by_id(result.requirement("slsa").satisfied_by[0])
     assert evidence.format == "cosign-dsse"
     assert evidence.predicate_type == "https://slsa.dev/provenance/v0.2"
+
+
+async def test_a_rebuild_takes_only_provenance_a_known_signer_signed(
+    image: SignedImage,
+    keys: dict[str, PrivateKey],
+    key_files: dict[str, Path],
+    public_good: TrustMaterial,
+) -> None:
+    """The recipe of a pushed or replicated image comes from its provenance: only from a
+    provenance signed by a signer the trust policy names, never from anyone's."""
+    for key, source in ((keys["ed25519"], "vendor"), (keys["rsa"], "stranger")):
+        predicate = {**PROVENANCE_V02, "buildType": f"https://{source}.example/build"}
+        body = statement_v01("https://slsa.dev/provenance/v0.2", predicate, subject=image.digest)
+        image.writer.attest(
+            image.digest, key, "https://slsa.dev/provenance/v0.2", {}, statement_bytes=body
+        )
+    policy = TrustPolicy.from_yaml(
+        f"signers: {{vendor: {{key: {key_files['ed25519']}}}}}\n"
+        "require: {signature: {signers: [vendor]}}\n"
+    )
+    found = await trusted_statements(
+        image.reader(), image.digest, policy, public_good, PROVENANCE_TYPES
+    )
+    assert [s.predicate["buildType"] for s in found] == ["https://vendor.example/build"]

@@ -23,12 +23,19 @@ from attest.keys import PrivateKey
 from attest.tlog.entries import admission_record
 from policy.vuln.store import import_osv
 from registry.federation.worker import FederationWorker
+from registry.mirror.jobs import queue_entry
+from registry.mirror.sets import MirrorSet
+from registry.mirror.store import apply_set
 from registry.pipeline import stages, status
 from registry.pipeline.runner import PipelineRunner
+from tests.attest_verify.cosign_writer import CosignWriter, LayoutSink
 from tests.federation.nodes import NodeKeys, make_keys, node_config, pin
 from tests.pipeline.conftest import LABELS, containerfile
-from tests.pipeline.test_pipeline import api, pull_status, push, sign
+from tests.pipeline.test_pipeline import PROVENANCE, SBOM, api, pull_status, push, sign
+from tests.rebuild.project import Project
+from tests.rebuild.test_rebuild import APP
 from tests.support.buildah import Builder
+from tests.support.git_http import git_http
 from tests.support.pipeline import drain
 from tests.support.postgres import fresh_database
 from tests.support.served import ZOLL
@@ -47,14 +54,16 @@ SUPPLIER_REQUIREMENTS = {
 FOLLOWS = {
     "zoll-a": [{"peer": "zoll-b", "repositories": ["tools/*"]}],
     "zoll-b": [
-        {"peer": "zoll-a", "repositories": ["opendesk/*"]},
+        {"peer": "zoll-a", "repositories": ["opendesk/*", "sovereign/*"]},
         {"peer": "zoll-c", "repositories": ["opendesk/*"]},
     ],
     "zoll-c": [
-        {"peer": "zoll-a", "repositories": ["opendesk/*"]},
-        {"peer": "zoll-b", "repositories": ["opendesk/*", "tools/*"]},
+        {"peer": "zoll-a", "repositories": ["opendesk/*", "sovereign/*"]},
+        {"peer": "zoll-b", "repositories": ["opendesk/*", "tools/*", "sovereign/*"]},
     ],
 }
+REBUILDS = {"zoll-a": "require", "zoll-b": "require", "zoll-c": "off"}
+"""Who rebuilds sovereign/ images from source: a and b (rebuilderd's model); c only counts."""
 
 
 def trust_policy(
@@ -73,15 +82,21 @@ def trust_policy(
         ],
         "quorum": {"k": 2, "nodes": list(NAMES), "says": "passed", "witnesses": 1},
     }
+    reproduced = {
+        **SUPPLIER_REQUIREMENTS,
+        "quorum": {"k": 2, "nodes": list(NAMES), "says": "reproduced", "witnesses": 1},
+    }
     return {
         "version": 1,
         "policies": {
             "entry": {"signers": signers, "require": SUPPLIER_REQUIREMENTS},
             "federated": {"signers": signers, "require": followed},
+            "reproduced": {"signers": signers, "require": reproduced},
         },
         "repositories": [
             {"match": "tools/*", "policy": "entry"},
             {"match": "opendesk/*", "policy": "entry" if entry else "federated"},
+            {"match": "sovereign/*", "policy": "entry" if entry else "reproduced"},
         ],
     }
 
@@ -174,6 +189,12 @@ async def trio(
             namespaces=[
                 {"prefix": "opendesk/", "admission": "enforce"},
                 {"prefix": "tools/", "admission": "enforce"},
+                {
+                    "prefix": "sovereign/",
+                    "admission": "enforce",
+                    "fail_on": "critical",
+                    "rebuild": REBUILDS[name],
+                },
             ],
             federation={"follow": FOLLOWS[name], "witness_timeout": 3},
         )
@@ -243,6 +264,96 @@ async def test_b_and_c_follow_a_and_admit_by_a_witnessed_quorum(
     assert code == 0 and document["passed"], document
     offline = next(r for r in document["requirements"] if r["id"] == "quorum")
     assert {"zoll-a", "zoll-b"} <= set(offline["nodes"])
+
+
+async def test_a_mirrors_a_and_b_rebuild_and_c_admits_by_two_reproductions(
+    trio: Trio, http: aiohttp.ClientSession
+) -> None:
+    """rebuilderd's repro-threshold for container images: a mirrors a vendor's signed
+    image and rebuilds it from the mirror set's recipe; b follows a and rebuilds it too,
+    from the vendor's signed SLSA provenance (a replicated image has no mirror set); c
+    rebuilds nothing and admits because two of the three nodes reproduced it."""
+    a, b, c = (trio.nodes[n] for n in NAMES)
+    project = Project(trio.tmp / "sovereign-project", trio.builder)
+    commit = project.commit(APP)
+    layout = trio.tmp / "sovereign-upstream"
+    async with git_http(project.repo) as source:
+        digest = project.build_upstream(layout, timestamp=1700000000)
+        vendor = CosignWriter(LayoutSink(layout))
+        vendor.sign(digest, trio.supplier)
+        vendor.attest(digest, trio.supplier, SBOM, {"bomFormat": "CycloneDX"})
+        vendor.attest(digest, trio.supplier, PROVENANCE, buildkit_provenance(source, commit))
+        mirror_set = MirrorSet.model_validate(
+            {
+                "version": 1,
+                "name": "vendor",
+                "mirrors": [
+                    {
+                        "name": "app",
+                        "source": f"oci:{layout}",
+                        "target": "sovereign/app",
+                        "tags": ["v1"],
+                        "rebuild": {"source": {"git": source, "ref": "main"}},
+                    }
+                ],
+            }
+        )
+        await apply_set(a.registry.pool, mirror_set, "test")
+        await queue_entry(a.services, "vendor", "app")
+        await drain(PipelineRunner(a.services), timeout=600)
+        ref = f"sovereign/app@{digest}"
+        assert (await api(http, a, f"/images/{ref}/status"))["state"] == "admitted"
+        await trio.settle()
+    rebuilt: dict[str, Any] = {}
+    for name, node in (("zoll-b", b), ("zoll-c", c)):
+        state = await api(http, node, f"/images/{ref}/status")
+        why = await requirement(http, node, ref, "quorum")
+        assert state["state"] == "admitted", json.dumps([name, state["reasons"], why])
+        rebuilt[name] = await node.registry.pool.fetchval(
+            "SELECT rebuild FROM image_status WHERE digest = $1", str(digest)
+        )
+    # b reproduced it from the vendor's provenance; c did not rebuild at all
+    result = rebuilt["zoll-b"]["result"]
+    assert result["outcome"] == "reproduced", result
+    assert result["recipe"]["origins"]["source"] == "provenance"
+    assert result["source"]["digest"] == {"gitCommit": commit}
+    assert rebuilt["zoll-c"] is None
+    # c counted a's and b's signed, witnessed rebuild statements
+    quorum = await requirement(http, c, ref, "quorum")
+    assert quorum["passed"] and set(quorum["nodes"]) == {"zoll-a", "zoll-b"}, quorum
+    # and a cluster pulling from c checks the same offline, from the rebuild statements
+    # attached to the image at c (a's and b's, each with its witnessed tlog proof)
+    code, out = await zoll_cli(
+        "verify",
+        "image",
+        f"docker://{c.host}/{ref}",
+        "--policy",
+        str(trio.policy),
+        "--tls-verify=false",
+        "--json",
+    )
+    document = json.loads(out)
+    assert code == 0 and document["passed"], document
+    offline = next(r for r in document["requirements"] if r["id"] == "quorum")
+    assert set(offline["nodes"]) == {"zoll-a", "zoll-b"}
+
+
+def buildkit_provenance(source: str, commit: str) -> dict[str, Any]:
+    """What BuildKit records for a build of `source` at `commit` (SLSA v1)."""
+    return {
+        "buildDefinition": {
+            "buildType": "https://mobyproject.org/buildkit@v1",
+            "externalParameters": {
+                "configSource": {
+                    "uri": f"{source}#main",
+                    "digest": {"sha1": commit},
+                    "path": "Containerfile",
+                },
+                "request": {"args": {}},
+            },
+        },
+        "runDetails": {"builder": {"id": "https://ci.vendor.example/buildkit"}},
+    }
 
 
 async def test_a_malicious_node_cannot_make_a_quorum_alone(
