@@ -51,7 +51,7 @@ def start_node(work: Path, name: str, workers: int, federation: dict[str, Any]) 
         "http": {"host": "127.0.0.1", "port": port, "workers": workers},
         "storage": {"driver": "filesystem"},
         "auth": {"enabled": False},
-        "log": {"level": "warning", "format": "json"},
+        "log": {"level": os.environ.get("BENCH_LOG_LEVEL", "warning"), "format": "json"},
         "attest": {"log_origin": f"{name}.bench/log"},
         # Unsigned bench images are judged on the hardening criteria alone.
         "namespaces": [{"prefix": "suite/", "require_verification": False, "fail_on": "critical"}],
@@ -71,11 +71,14 @@ def start_node(work: Path, name: str, workers: int, federation: dict[str, Any]) 
         env={**os.environ, "ZOLL_CONFIG": str(path)},
     )
     assert proc.stderr is not None
+    said: list[bytes] = []
     for raw in proc.stderr:
+        said.append(raw)
         if b"serving on" in raw:
             break
     else:
-        raise RuntimeError(f"zoll serve ({name}) did not start")
+        tail = b"".join(said[-10:]).decode(errors="replace")
+        raise RuntimeError(f"zoll serve ({name}) did not start:\n{tail}")
     log = (work / "serve.log").open("ab")
 
     def keep() -> None:  # the rest of its log, for when something goes wrong

@@ -20,6 +20,7 @@ from registry.federation.card import verify_card
 from registry.federation.cosigning import WITNESS_PATH
 from registry.federation.fetch import CardUnavailable, fetch_card
 from registry.federation.service import Federation
+from registry.federation.wakeups import wake
 from registry.federation.witness import add_checkpoint
 from registry.http.access import PUBLIC, registry_wide, requires
 from registry.http.state import registry_of
@@ -195,6 +196,9 @@ async def add_peer(request: web.Request) -> PinnedPeer:
     await record_now(
         federation.pool, "peer.pin", target=card.name, detail={"fingerprints": card.fingerprints()}
     )
+    # Now, not at the next interval: follow it, and hand it our checkpoint to witness.
+    await wake(federation.pool, "follow")
+    await wake(federation.pool, "publish")
     return PinnedPeer(
         peer=PeerModel.model_validate(peer.to_json()), fingerprints=card.fingerprints()
     )
@@ -336,6 +340,8 @@ async def witness_add_checkpoint(request: web.Request) -> web.StreamResponse:
         federation.identity.witness_key,
         body,
     )
+    if answer.status == 200:  # the peer's log grew: if this node follows it, read on now
+        await wake(federation.pool, "follow")
     return web.Response(
         status=answer.status, body=answer.body.encode(), content_type=answer.content_type
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import aiohttp
@@ -47,6 +47,10 @@ class Cosigning:
         self.session = session
         self.timeout = timeout
         self._round = asyncio.Lock()
+        self.publish: Callable[[SignedCheckpoint], Awaitable[object]] | None = None
+        """Publishes a checkpoint and the tiles under it (registry/federation/tiles.py).
+        Called before the witnesses are asked — a witness that follows this log is woken
+        by the request and reads the tiles at once — and again with the cosignatures."""
 
     async def _log_id(self) -> int:
         return await self.log.log_id()
@@ -56,10 +60,15 @@ class Cosigning:
         the cosignatures it has. Errors are stored per witness, never raised."""
         async with self._round:
             signed = await self.log.checkpoint()
+            before = await self.with_cosignatures(signed)
+            if self.publish is not None:
+                await self.publish(before)
             witnesses = [p for p in peers if p.witness]
             await asyncio.gather(*(self._ask_quietly(p, signed) for p in witnesses))
             cosigned = await self.with_cosignatures(signed)
             metrics.FEDERATION_WITNESSES.set(len(cosigned.note.signatures) - 1)
+            if self.publish is not None and cosigned.note.signatures != before.note.signatures:
+                await self.publish(cosigned)
             return cosigned
 
     async def _ask_quietly(self, peer: Peer, signed: SignedCheckpoint) -> None:

@@ -10,7 +10,7 @@ auditor's cache) can carry the load; nothing there reads the database.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -23,11 +23,13 @@ from attest.tlog.tiles import (
     partial_tiles,
     tiles_between,
 )
-from registry.federation.service import Federation
 from registry.http.access import PUBLIC, requires
 from registry.http.state import registry_of
 from registry.logs import get_logger
 from registry.storage.base import BlobDriver, BlobMissing
+
+if TYPE_CHECKING:  # the federation's services wire `publish` into their cosigning
+    from registry.federation.service import Federation
 
 log = get_logger("zoll.federation")
 PREFIX: Final = "tlog/"
@@ -73,24 +75,30 @@ async def _tile_bytes(federation: Federation, log_id: int, tile: Tile) -> bytes:
 
 async def publish(federation: Federation, driver: BlobDriver, signed: SignedCheckpoint) -> int:
     """Write the tiles up to `signed`'s size and then the checkpoint; return how many tiles
-    were written. Idempotent: a crash halfway writes the same tiles again next time."""
-    pool = federation.pool
+    were written. Idempotent: a crash halfway writes the same tiles again next time.
+    Publishers take turns (a transaction lock per log), so a smaller checkpoint never
+    overwrites a larger one that another process published meanwhile."""
     log_id = await federation.log.log_id()
     size = signed.checkpoint.size
-    published = await pool.fetchval("SELECT size FROM tlog_tiles WHERE log_id = $1", log_id) or 0
-    if published > size:
-        return 0  # another worker published further already
-    tiles = tiles_between(published, size)
-    for tile in tiles:
-        await driver.put_object(PREFIX + tile.path(), await _tile_bytes(federation, log_id, tile))
-    await driver.put_object(PREFIX + "checkpoint", signed.to_text().encode())
-    await pool.execute(
-        """INSERT INTO tlog_tiles (log_id, size) VALUES ($1, $2)
-           ON CONFLICT (log_id) DO UPDATE SET size = greatest(tlog_tiles.size, $2),
-               updated_at = now()""",
-        log_id,
-        size,
-    )
+    async with federation.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tlog-tiles'), $1)", log_id)
+        published = (
+            await conn.fetchval("SELECT size FROM tlog_tiles WHERE log_id = $1", log_id) or 0
+        )
+        if published > size:
+            return 0  # another worker published further already
+        tiles = tiles_between(published, size)
+        for tile in tiles:
+            await driver.put_object(
+                PREFIX + tile.path(), await _tile_bytes(federation, log_id, tile)
+            )
+        await driver.put_object(PREFIX + "checkpoint", signed.to_text().encode())
+        await conn.execute(
+            """INSERT INTO tlog_tiles (log_id, size) VALUES ($1, $2)
+               ON CONFLICT (log_id) DO UPDATE SET size = $2, updated_at = now()""",
+            log_id,
+            size,
+        )
     for old in partial_tiles(published):
         # Superseded by a wider tile. A reader of the older checkpoint gets 404 for it and
         # reads the newer checkpoint instead (tlog-tiles clients must handle that).

@@ -1,5 +1,6 @@
 """The federation's background work in each worker process: collect cosignatures and
-publish the log's tiles; follow the peers' logs. Each job runs in one process of the
+publish the log's tiles; follow the peers' logs — at intervals, and at once when woken
+(registry/federation/wakeups.py). Each job runs in one process of the
 cluster at a time (a PostgreSQL session lock per job), so several workers or service
 instances on one database neither duplicate it nor race.
 """
@@ -9,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
 
-from registry.federation import tiles
+import asyncpg
+
 from registry.federation.follower import FollowError, follow_once
 from registry.federation.service import Federation
+from registry.federation.wakeups import CHANNEL
 from registry.logs import get_logger
 from registry.pipeline.services import PipelineServices
 
 log = get_logger("zoll.federation")
+GATHER: Final = 0.1
+"""Seconds a woken round waits first, so a burst of admissions makes one round."""
 
 
 @contextlib.asynccontextmanager
@@ -38,15 +44,24 @@ class FederationWorker:
         self.federation = services.federation
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
-        self.kick = asyncio.Event()
-        """Set to run the witness round now (after an admission, say) instead of waiting."""
+        self._wakers = {"publish": asyncio.Event(), "follow": asyncio.Event()}
+        self._listener: asyncpg.Connection | None = None
 
     async def start(self) -> None:
         config = self.federation.config.federation
+        self._listener = await asyncpg.connect(self.svc.config.database.dsn)
+        await self._listener.add_listener(CHANNEL, self._woken)
+        witness, follow = self._wakers["publish"], self._wakers["follow"]
         self._tasks.append(
-            asyncio.create_task(self._every(config.witness_seconds, self.witness_round, self.kick))
+            asyncio.create_task(self._every(config.witness_seconds, self.witness_round, witness))
         )
-        self._tasks.append(asyncio.create_task(self._every(config.poll_seconds, self.follow_round)))
+        self._tasks.append(
+            asyncio.create_task(self._every(config.poll_seconds, self.follow_round, follow))
+        )
+
+    def _woken(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload in self._wakers:
+            self._wakers[payload].set()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -55,37 +70,37 @@ class FederationWorker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
 
     async def _every(
-        self,
-        seconds: float,
-        work: Callable[[], Awaitable[None]],
-        kick: asyncio.Event | None = None,
+        self, seconds: float, work: Callable[[], Awaitable[None]], woken: asyncio.Event
     ) -> None:
+        """`work` every `seconds`, or soon after `woken` is set."""
         while not self._stop.is_set():
+            woken.clear()
             try:
                 await work()
             except Exception:  # a bad round is logged; the next one tries again
                 log.exception("federation round failed", work=work.__name__)
-            waker = kick or self._stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), seconds)
-            if kick is not None:
-                kick.clear()
+                await asyncio.wait_for(woken.wait(), seconds)
+                await asyncio.sleep(GATHER)
 
     async def witness_round(self) -> None:
-        """Collect cosignatures for the latest checkpoint, then publish tiles up to it."""
+        """Publish the tiles up to the latest checkpoint and collect its cosignatures."""
         async with _exclusive(
             self.federation, f"tlog-witness:{self.federation.log.origin}"
         ) as mine:
             if not mine:
                 return
+            cosigning = self.federation.cosigning
             peers = await self.federation.peers()
-            if peers:
-                signed = await self.federation.cosigning.collect(peers)
-            else:
-                signed = await self.federation.cosigning.latest()
-            await tiles.publish(self.federation, self.svc.registry.driver, signed)
+            if peers:  # publishes the tiles before asking, and again with cosignatures
+                await cosigning.collect(peers)
+            elif cosigning.publish is not None:
+                await cosigning.publish(await cosigning.latest())
 
     async def follow_round(self) -> None:
         rules = self.federation.config.federation.follow

@@ -257,7 +257,7 @@ class PipelineServices:
             copier=Copier(registry),
             upstreams=Upstreams(),
             workload=Workload(registry.pool, config.pipeline),
-            federation=await Federation.open(config, durable, keyring, log),
+            federation=await Federation.open(config, durable, keyring, log, registry.driver),
             _relaxed_pool=relaxed,
         )
         await services._remember_policy()

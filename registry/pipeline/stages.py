@@ -45,6 +45,7 @@ from policy.report import HardeningReport
 from policy.sbom.cyclonedx import PREDICATE_TYPE as CYCLONEDX_BOM
 from registry.content import RegistryReader, store_blobs, store_manifests
 from registry.db import manifests as manifest_rows
+from registry.federation.wakeups import wake
 from registry.logs import get_logger
 from registry.oci.descriptor import Descriptor
 from registry.oci.digest import Digest
@@ -583,6 +584,8 @@ async def _admit(
         ]
     )
     verdict = await _publish_verdict(svc, repo, digest, row, state == "admitted")
+    if svc.federation is not None:  # followers learn of it from the tiles: publish soon
+        await wake(pool, "publish")
     await status.update(pool, repo, digest, state=state, reasons=reasons, fingerprint=fingerprint)
     for parent in await status.parents(pool, repo, digest):
         await enqueue(svc, "admit", repo, parent)

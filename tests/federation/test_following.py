@@ -3,6 +3,8 @@ recomputed from the entries, and progress is resumable."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from attest.tlog.entries import admission_record
 from registry.federation.follower import follow_once
 from registry.federation.worker import FederationWorker
 from tests.federation.nodes import append_decisions, federation_of, nodes, pin
+from tests.support.oci import Image, push_image
+from tests.support.servers import LiveRegistry
 
 
 async def test_a_bundle_larger_than_one_read_arrives_whole(
@@ -46,3 +50,45 @@ async def test_a_bundle_larger_than_one_read_arrives_whole(
         # nothing new: the next round reads nothing and stays verified
         again = await follow_once(federation_of(b), peer, b.services.jobs)
         assert (again.read, again.verified_size) == (0, 7)
+
+
+async def test_a_follower_reads_on_at_once_when_its_peer_admits(
+    pg_admin_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Rounds every 60 s, yet the follower is current within seconds: pinning starts the
+    follow at once, an admission makes the node publish its tiles at once, and its
+    add-checkpoint request to the follower (its witness) wakes the follower's reading."""
+    slow = {"poll_seconds": 60, "witness_seconds": 60}
+    follow = {"federation": {**slow, "follow": [{"peer": "zoll-a", "repositories": ["*"]}]}}
+    async with (
+        nodes(pg_admin_dsn, tmp_path, "zoll-a", pipeline=True, federation=slow) as first,
+        nodes(pg_admin_dsn, tmp_path, "zoll-b", pipeline=True, **follow) as second,
+    ):
+        a, b = first["zoll-a"], second["zoll-b"]
+        await append_decisions(a, 2)
+        await asyncio.sleep(0.5)  # both nodes' first rounds are behind them
+        await pin(http, a, b)  # b witnesses a: a's add-checkpoint requests reach b
+        await pin(http, b, a)
+        assert await _caught_up(b, 2), "pinning did not start the follow"
+        started = time.monotonic()
+        await push_image(http, a.url, "demo/app", Image.random(), "1.0")  # judged and logged
+        size = 0
+        while time.monotonic() - started < 20:
+            size = await a.services.log.size()
+            if size > 2 and await _caught_up(b, size, wait=0.2):
+                break
+        else:
+            raise AssertionError(f"b did not read a's log past 2 entries (a has {size})")
+        assert time.monotonic() - started < 20 < 60
+
+
+async def _caught_up(node: LiveRegistry, size: int, wait: float = 10) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        got = await node.registry.pool.fetchval(
+            "SELECT verified_size FROM federation_follow WHERE peer = 'zoll-a'"
+        )
+        if got is not None and got >= size:
+            return True
+        await asyncio.sleep(0.05)
+    return False

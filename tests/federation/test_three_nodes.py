@@ -41,6 +41,8 @@ from tests.support.postgres import fresh_database
 from tests.support.served import ZOLL
 from tests.support.servers import LiveRegistry, live_registry
 
+# the tests build on each other (one trio, one image): pyproject.toml runs a file on one
+# xdist worker, in order
 pytestmark = pytest.mark.slow
 NAMES = ("zoll-a", "zoll-b", "zoll-c")
 VSA = "https://slsa.dev/verification_summary/v1"
