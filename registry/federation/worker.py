@@ -46,11 +46,11 @@ class FederationWorker:
         self._stop = asyncio.Event()
         self._wakers = {"publish": asyncio.Event(), "follow": asyncio.Event()}
         self._listener: asyncpg.Connection | None = None
+        self._listening = asyncio.Lock()
 
     async def start(self) -> None:
         config = self.federation.config.federation
-        self._listener = await asyncpg.connect(self.svc.config.database.dsn)
-        await self._listener.add_listener(CHANNEL, self._woken)
+        await self._listen()
         witness, follow = self._wakers["publish"], self._wakers["follow"]
         self._tasks.append(
             asyncio.create_task(self._every(config.witness_seconds, self.witness_round, witness))
@@ -58,6 +58,18 @@ class FederationWorker:
         self._tasks.append(
             asyncio.create_task(self._every(config.poll_seconds, self.follow_round, follow))
         )
+
+    async def _listen(self) -> None:
+        """(Re)open the connection that hears wake-ups; without it the rounds still run
+        at their intervals (PostgreSQL restarting, say), and the next round reconnects."""
+        async with self._listening:
+            if self._listener is not None and not self._listener.is_closed():
+                return
+            try:
+                self._listener = await asyncpg.connect(self.svc.config.database.dsn)
+                await self._listener.add_listener(CHANNEL, self._woken)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("federation wake-ups not heard", error=str(exc))
 
     def _woken(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if isinstance(payload, str) and payload in self._wakers:
@@ -81,6 +93,7 @@ class FederationWorker:
         while not self._stop.is_set():
             woken.clear()
             try:
+                await self._listen()
                 await work()
             except Exception:  # a bad round is logged; the next one tries again
                 log.exception("federation round failed", work=work.__name__)
