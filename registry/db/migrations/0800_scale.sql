@@ -9,3 +9,11 @@ CREATE TABLE audit_verified (
     hash         bytea NOT NULL CHECK (length(hash) = 32),
     verified_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Referrers are listed a page at a time in digest order (/v2/<name>/referrers/<digest>
+-- with n and last): this index serves the page without sorting every referrer of a
+-- subject (1,000 signatures and attestations on one image are not unusual). It covers
+-- what manifests_subject served, which goes.
+CREATE INDEX manifests_subject_digest ON manifests (repository_id, subject_digest, digest)
+    WHERE subject_digest IS NOT NULL;
+DROP INDEX manifests_subject;
