@@ -69,6 +69,8 @@ BIG_ALIASES = 10
 """Tags on each manifest of the big repository (versions, their aliases)."""
 OLD = datetime.now(UTC) - timedelta(days=2)
 """Filled content is this old, so GC's grace period does not protect it."""
+PUSH_INTERVAL = 0.1
+"""Seconds from one measured push to the next (10 pushes/s at most)."""
 GRACE = 3600.0
 """GC's grace period in the bench: pushes during GC are younger, filled garbage older."""
 
@@ -844,8 +846,15 @@ async def gc_child() -> None:
 async def garbage_collection(
     http: aiohttp.ClientSession, base: str, env: dict[str, str], storage: str, out: Result
 ) -> None:
-    idle = [await push_once(http, base, i) for i in range(5)]
-    idle = [await push_once(http, base, i) for i in range(100)]
+    async def paced(i: int) -> float:
+        """One push, then a pause to PUSH_INTERVAL: a steady load, the same idle and
+        during GC, that does not itself grow a long-running GC's work."""
+        ms = await push_once(http, base, i)
+        await asyncio.sleep(max(0.0, PUSH_INTERVAL - ms / 1000))
+        return ms
+
+    idle = [await paced(i) for i in range(5)]
+    idle = [await paced(i) for i in range(100)]
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.scale", "--gc-child", env=env, stdout=subprocess.PIPE
     )
@@ -853,7 +862,7 @@ async def garbage_collection(
     during: list[float] = []
     i = 1000
     while not waiting.done():
-        during.append(await push_once(http, base, i))
+        during.append(await paced(i))
         i += 1
     raw, _ = await waiting
     if child.returncode != 0:
