@@ -51,3 +51,16 @@ async def test_an_image_page_is_limited_before_its_tags_are_read(pg_dsn: str) ->
         "->  Index Scan using manifests_pkey on manifests m",
         "Index Cond: ((repository_id = $1) AND (digest > COALESCE($2, ''::text)))",
     ], found
+
+
+async def test_deleting_a_blob_row_checks_its_references_through_an_index(pg_dsn: str) -> None:
+    # What PostgreSQL runs for the foreign key manifest_blobs.blob_digest → blobs on every
+    # blob row GC deletes (ri_triggers.c); without an index it reads all references.
+    found = await plan(
+        pg_dsn,
+        "SELECT 1 FROM ONLY manifest_blobs x WHERE $1 OPERATOR(pg_catalog.=) blob_digest "
+        "FOR KEY SHARE OF x",
+        "text",
+        "'sha256:x'",
+    )
+    assert "Index" in found and "manifest_blobs_digest" in found, found

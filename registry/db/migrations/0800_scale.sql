@@ -17,3 +17,9 @@ CREATE TABLE audit_verified (
 CREATE INDEX manifests_subject_digest ON manifests (repository_id, subject_digest, digest)
     WHERE subject_digest IS NOT NULL;
 DROP INDEX manifests_subject;
+
+-- Deleting a blob row makes PostgreSQL check that no manifest still references it (the
+-- foreign key manifest_blobs.blob_digest → blobs). manifest_blobs_blob leads with the
+-- repository, so that check read all of manifest_blobs for every blob GC removed: at
+-- 1,000,000 references, seconds per blob. This index makes it one lookup.
+CREATE INDEX manifest_blobs_digest ON manifest_blobs (blob_digest);
