@@ -19,13 +19,23 @@ Four sweeps, each safe against concurrent pushes:
    with no session, older than the grace period.
 
 Only one GC runs at a time across all workers and nodes (a session advisory lock).
+
+Cost grows with the registry only where it must (each mark reads what it marks once):
+every sweep walks its table in key order, `BATCH` rows per transaction, so memory and
+lock hold times stay those of one batch; repositories without an untagged manifest are
+not visited; a blob costs one storage call (its delete), and the storage sweep one
+listing call per page of objects.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -41,6 +51,11 @@ from registry.storage.base import StorageError
 
 log = get_logger("zoll.gc")
 GC_LOCK = 0x5A4F4743  # "ZOGC"
+BATCH = 500
+"""Rows per sweep transaction: bounds memory, lock hold time and the work lost to a crash."""
+DELETES_IN_FLIGHT = 16
+"""Storage deletes a blob batch sends at once."""
+T = TypeVar("T")
 
 _KEPT = """
 WITH RECURSIVE kept(digest) AS (
@@ -66,6 +81,16 @@ class GCReport:
     orphaned_objects: int = 0
     expired_uploads: int = 0
     skipped: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    """How long each sweep took."""
+
+    @asynccontextmanager
+    async def timing(self, sweep: str) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[sweep] = round(time.perf_counter() - start, 3)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -85,14 +110,18 @@ async def collect(registry: Registry, *, grace: float | None = None) -> GCReport
             report.skipped = True
             return report
         GC_RUNS.inc()
-        report.expired_uploads = await registry.uploads.expire()
+        async with report.timing("uploads"):
+            report.expired_uploads = await registry.uploads.expire()
         if registry.config.gc.untagged_manifests:
-            repos = await registry.pool.fetch("SELECT id FROM repositories ORDER BY id")
-            for repo in repos:
-                report.manifests += await _untagged_manifests(registry.pool, repo["id"], grace)
-        report.links = await _unreferenced_links(registry.pool, grace)
-        report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
-        report.orphaned_objects = await _orphaned_storage(registry, grace)
+            async with report.timing("manifests"):
+                for repo_id in await _repositories_with_untagged(registry.pool, grace):
+                    report.manifests += await _untagged_manifests(registry.pool, repo_id, grace)
+        async with report.timing("links"):
+            report.links = await _unreferenced_links(registry.pool, grace)
+        async with report.timing("blobs"):
+            report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
+        async with report.timing("storage"):
+            report.orphaned_objects = await _orphaned_storage(registry, grace)
     kinds = ("manifests", "links", "blobs", "orphaned_objects", "expired_uploads")
     for kind in kinds:
         GC_DELETED.labels(kind).inc(getattr(report, kind))
@@ -103,6 +132,20 @@ async def collect(registry: Registry, *, grace: float | None = None) -> GCReport
         )
     log.info("gc finished", **report.to_json())
     return report
+
+
+async def _repositories_with_untagged(pool: asyncpg.Pool, grace: float) -> list[int]:
+    """Repositories holding an old manifest no tag names: only they can hold candidates
+    (a repository whose manifests are all tagged keeps all of them)."""
+    rows = await pool.fetch(
+        """SELECT DISTINCT m.repository_id FROM manifests m
+            WHERE m.created_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id
+                                                     AND t.manifest_digest = m.digest)
+            ORDER BY 1""",
+        grace,
+    )
+    return [r["repository_id"] for r in rows]
 
 
 async def _untagged_manifests(pool: asyncpg.Pool, repo_id: int, grace: float) -> int:
@@ -132,58 +175,107 @@ async def _untagged_manifests(pool: asyncpg.Pool, repo_id: int, grace: float) ->
 
 
 async def _unreferenced_links(pool: asyncpg.Pool, grace: float) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        candidates = await conn.fetch(
-            """SELECT repository_id, digest FROM repository_blobs rb
-                WHERE linked_at < now() - make_interval(secs => $1)
-                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
-                                   WHERE mb.repository_id = rb.repository_id
-                                     AND mb.blob_digest = rb.digest)
-                FOR UPDATE SKIP LOCKED""",
-            grace,
-        )
-        if not candidates:
-            return 0
-        status = await conn.execute(
-            """DELETE FROM repository_blobs rb
-                USING unnest($1::bigint[], $2::text[]) AS c(repository_id, digest)
-                WHERE rb.repository_id = c.repository_id AND rb.digest = c.digest
-                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
-                                   WHERE mb.repository_id = rb.repository_id
-                                     AND mb.blob_digest = rb.digest)""",
-            [r["repository_id"] for r in candidates],
-            [r["digest"] for r in candidates],
-        )
-        return int(status.split()[-1])
+    """Walk the links in key order, one batch per transaction."""
+    removed = 0
+    after: tuple[int, str] = (0, "")
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            candidates = await conn.fetch(
+                """SELECT repository_id, digest FROM repository_blobs rb
+                    WHERE (repository_id, digest) > ($2, $3)
+                      AND linked_at < now() - make_interval(secs => $1)
+                      AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
+                                       WHERE mb.repository_id = rb.repository_id
+                                         AND mb.blob_digest = rb.digest)
+                    ORDER BY repository_id, digest
+                    LIMIT $4
+                    FOR UPDATE SKIP LOCKED""",
+                grace,
+                *after,
+                BATCH,
+            )
+            if not candidates:
+                return removed
+            status = await conn.execute(
+                """DELETE FROM repository_blobs rb
+                    USING unnest($1::bigint[], $2::text[]) AS c(repository_id, digest)
+                    WHERE rb.repository_id = c.repository_id AND rb.digest = c.digest
+                      AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb
+                                       WHERE mb.repository_id = rb.repository_id
+                                         AND mb.blob_digest = rb.digest)""",
+                [r["repository_id"] for r in candidates],
+                [r["digest"] for r in candidates],
+            )
+            removed += int(status.split()[-1])
+            after = (candidates[-1]["repository_id"], candidates[-1]["digest"])
+
+
+async def _bounded(calls: list[Awaitable[T]], limit: int) -> list[T | BaseException]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[T]) -> T:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
 
 
 async def _unlinked_blobs(registry: Registry, grace: float) -> tuple[int, int]:
-    rows = await registry.pool.fetch(
-        """SELECT digest FROM blobs b
-            WHERE created_at < now() - make_interval(secs => $1)
-              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)""",
-        grace,
-    )
+    """Walk the blobs in digest order; each batch is deleted in one transaction under
+    the digest locks of its blobs, with one storage delete per blob."""
     deleted = freed = 0
-    for row in rows:
+    after = ""
+    while True:
+        rows = await registry.pool.fetch(
+            """SELECT digest FROM blobs b
+                WHERE digest > $2 AND created_at < now() - make_interval(secs => $1)
+                  AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+                ORDER BY digest LIMIT $3""",
+            grace,
+            after,
+            BATCH,
+        )
+        if not rows:
+            return deleted, freed
+        after = rows[-1]["digest"]
         async with registry.pool.acquire() as conn, conn.transaction():
-            await blob_rows.lock_digest(conn, row["digest"])
-            gone = await conn.fetchrow(
+            await blob_rows.lock_digests(conn, [r["digest"] for r in rows])
+            gone = await conn.fetch(
                 """DELETE FROM blobs b
-                    WHERE digest = $1 AND created_at < now() - make_interval(secs => $2)
+                    WHERE digest = ANY($1::text[])
+                      AND created_at < now() - make_interval(secs => $2)
                       AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
                                        WHERE rb.digest = b.digest)
-                    RETURNING storage_key, size""",
-                row["digest"],
+                    RETURNING digest, size, storage_key, created_at""",
+                [r["digest"] for r in rows],
                 grace,
             )
-            if gone is None:
-                continue
-            # Still under the digest lock: no upload can re-publish these bytes meanwhile.
-            await registry.driver.delete(gone["storage_key"])
-            deleted += 1
-            freed += int(gone["size"])
-    return deleted, freed
+            # Still under the digest locks: no upload can re-publish these bytes meanwhile.
+            outcomes = await _bounded(
+                [registry.driver.delete(r["storage_key"]) for r in gone], DELETES_IN_FLIGHT
+            )
+            kept = [r for r, out in zip(gone, outcomes, strict=True) if out is not None]
+            if kept:  # a delete that failed keeps its row: its bytes may still be there
+                log.warning("blob deletes failed", count=len(kept), error=str(outcomes[0]))
+                await conn.execute(
+                    """INSERT INTO blobs (digest, size, storage_key, created_at)
+                       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],
+                                            $4::timestamptz[])""",
+                    *(
+                        list(col)
+                        for col in zip(
+                            *(
+                                (r["digest"], r["size"], r["storage_key"], r["created_at"])
+                                for r in kept
+                            ),
+                            strict=True,
+                        )
+                    ),
+                )
+            deleted += len(gone) - len(kept)
+            freed += sum(
+                int(r["size"]) for r, out in zip(gone, outcomes, strict=True) if out is None
+            )
 
 
 def _upload_of_key(key: str) -> str:

@@ -23,7 +23,13 @@ from registry.audit.log import (
     record_all,
     record_now,
 )
-from registry.audit.verify import ChainProblem, ChainReport, verify_chain
+from registry.audit.verify import (
+    ChainProblem,
+    ChainReport,
+    remember_verified,
+    verified_head,
+    verify_chain,
+)
 
 __all__ = [
     "SYSTEM",
@@ -43,5 +49,7 @@ __all__ = [
     "record",
     "record_all",
     "record_now",
+    "remember_verified",
+    "verified_head",
     "verify_chain",
 ]

@@ -35,6 +35,11 @@ async def lock_digest(conn: Conn, digest: Digest | str) -> None:
     await _lock_digests(conn, [digest])
 
 
+async def lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
+    """`lock_digest` for several blobs at once (GC deletes them in batches)."""
+    await _lock_digests(conn, digests)
+
+
 async def _lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
     """`lock_digest` for several blobs, in one order for everyone (no deadlocks); the one
     place that says which transaction lock key a blob has (`fetch_lock` has the other)."""

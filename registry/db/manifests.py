@@ -341,14 +341,21 @@ async def delete_tag(
         return True
 
 
+TAG_PAGE = """
+    SELECT name FROM tags WHERE repository_id = $1 AND name > coalesce($2::text, '')
+     ORDER BY name LIMIT $3"""
+"""`coalesce` rather than `$2 IS NULL OR name > $2`: a condition on the index in every
+plan, also the generic one a prepared statement settles on, where the `OR` form read
+the repository's tags from its first."""
+
+
 async def tag_page(pool: asyncpg.Pool, name: str, last: str | None, limit: int) -> list[str] | None:
     """Tags after `last` in lexical order, or None if the repository is unknown."""
     repo_id = await repositories.lookup(pool, name)
     if repo_id is None:
         return None
     rows = await pool.fetch(
-        """SELECT name FROM tags WHERE repository_id = $1 AND ($2::text IS NULL OR name > $2)
-           ORDER BY name LIMIT $3""",
+        TAG_PAGE,
         repo_id,
         last,
         limit,
@@ -370,19 +377,66 @@ async def referrers(
         str(subject),
         artifact_type,
     )
-    out = []
-    for r in rows:
-        desc: dict[str, Any] = {
-            "mediaType": r["media_type"],
-            "digest": r["digest"],
-            "size": int(r["size"]),
-        }
-        if r["artifact_type"]:
-            desc["artifactType"] = r["artifact_type"]
-        if r["annotations"]:
-            desc["annotations"] = r["annotations"]
-        out.append(desc)
-    return out
+    return [_referrer(r) for r in rows]
+
+
+REFERRER_PAGE = """
+    SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations
+      FROM manifests m
+     WHERE m.repository_id = $1 AND m.subject_digest = $2
+       AND ($3::text IS NULL OR m.artifact_type = $3)
+       AND m.digest > coalesce($4::text, '')  -- an index condition in any plan
+     ORDER BY m.digest LIMIT $5"""
+
+
+async def referrer_page(
+    pool: asyncpg.Pool,
+    name: str,
+    subject: Digest,
+    artifact_type: str | None,
+    last: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of `referrers` in digest order after `last`: read through the
+    (repository, subject, digest) index, so a page costs the same however many
+    signatures and attestations name the subject."""
+    repo_id = await repositories.lookup(pool, name)
+    if repo_id is None:
+        return []
+    rows = await pool.fetch(
+        REFERRER_PAGE,
+        repo_id,
+        str(subject),
+        artifact_type,
+        last,
+        limit,
+    )
+    return [_referrer(r) for r in rows]
+
+
+def _referrer(r: asyncpg.Record) -> dict[str, Any]:
+    desc: dict[str, Any] = {
+        "mediaType": r["media_type"],
+        "digest": r["digest"],
+        "size": int(r["size"]),
+    }
+    if r["artifact_type"]:
+        desc["artifactType"] = r["artifact_type"]
+    if r["annotations"]:
+        desc["annotations"] = r["annotations"]
+    return desc
+
+
+IMAGE_PAGE = """
+    SELECT m.digest, m.media_type, m.artifact_type, m.size, m.created_at, m.subject_digest,
+           coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM tags t
+                      WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest),
+                    '{}') AS tags
+      FROM manifests m
+     WHERE m.repository_id = $1 AND m.digest > coalesce($2::text, '')
+     ORDER BY m.digest LIMIT $3"""
+"""The page of manifests is taken from the primary key first and only its tags are read:
+joining first sorted every manifest after `after` with all its tags before the limit."""
 
 
 async def images(
@@ -392,19 +446,7 @@ async def images(
     repo_id = await repositories.lookup(pool, name)
     if repo_id is None:
         return None
-    return await pool.fetch(
-        """SELECT m.digest, m.media_type, m.artifact_type, m.size, m.created_at,
-                  m.subject_digest,
-                  coalesce(array_agg(t.name ORDER BY t.name) FILTER (WHERE t.name IS NOT NULL),
-                           '{}') AS tags
-           FROM manifests m
-           LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.manifest_digest = m.digest
-           WHERE m.repository_id = $1 AND ($2::text IS NULL OR m.digest > $2)
-           GROUP BY m.repository_id, m.digest ORDER BY m.digest LIMIT $3""",
-        repo_id,
-        after,
-        limit,
-    )
+    return await pool.fetch(IMAGE_PAGE, repo_id, after, limit)
 
 
 async def image(pool: asyncpg.Pool, name: str, digest: Digest) -> asyncpg.Record | None:

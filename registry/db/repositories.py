@@ -28,13 +28,17 @@ async def lookup(conn: Executor, name: str) -> int | None:
     return None if repo_id is None else int(repo_id)
 
 
+CATALOG_PAGE = """
+    SELECT r.name FROM repositories r
+     WHERE r.name > coalesce($1::text, '')  -- an index condition in any plan
+       AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+     ORDER BY r.name LIMIT $2"""
+
+
 async def page(pool: asyncpg.Pool, last: str | None, limit: int) -> list[str]:
     """Repository names in lexical order after `last` that hold at least one manifest."""
     rows = await pool.fetch(
-        """SELECT r.name FROM repositories r
-           WHERE ($1::text IS NULL OR r.name > $1)
-             AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-           ORDER BY r.name LIMIT $2""",
+        CATALOG_PAGE,
         last,
         limit,
     )
@@ -47,7 +51,7 @@ async def summaries(pool: asyncpg.Pool, after: str | None, limit: int) -> list[a
         """SELECT r.name, r.created_at,
                   (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
                   (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests
-           FROM repositories r WHERE ($1::text IS NULL OR r.name > $1)
+           FROM repositories r WHERE r.name > coalesce($1::text, '')
            ORDER BY r.name LIMIT $2""",
         after,
         limit,

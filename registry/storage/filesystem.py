@@ -137,6 +137,35 @@ def _remove_upload_folder(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _folders(base: Path) -> list[Path]:
+    """The folders under `base` that hold files, `base` included, in walk order."""
+    return [Path(dirpath) for dirpath, _dirs, files in os.walk(base) if files]
+
+
+def _stored_in(root: Path, folder: Path) -> list[StoredObject]:
+    """The files directly in `folder` (one blob shard)."""
+    out: list[StoredObject] = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return out
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        out.append(
+            StoredObject(
+                str(Path(entry.path).relative_to(root)),
+                st.st_size,
+                datetime.fromtimestamp(st.st_mtime, UTC),
+            )
+        )
+    return out
+
+
 def _remove_upload(path: Path) -> None:
     """An upload's folder, or the file a `put` was writing when the process died."""
     if path.is_dir():
@@ -261,19 +290,13 @@ class FilesystemDriver:
             return
 
     async def list_blobs(self) -> AsyncIterator[StoredObject]:
+        """One folder at a time, read in a worker thread: memory stays that of one shard
+        (1/256 of the blobs), and the event loop never waits for a stat."""
         base = self.root / "blobs"
-        for dirpath, _dirs, files in await asyncio.to_thread(lambda: list(os.walk(base))):
-            for name in files:
-                path = Path(dirpath) / name
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue
-                yield StoredObject(
-                    str(path.relative_to(self.root)),
-                    st.st_size,
-                    datetime.fromtimestamp(st.st_mtime, UTC),
-                )
+        folders = await asyncio.to_thread(_folders, base)
+        for folder in folders:
+            for found in await asyncio.to_thread(_stored_in, self.root, folder):
+                yield found
 
     async def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:
         base = self.root / "uploads"

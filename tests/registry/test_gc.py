@@ -8,6 +8,7 @@ import os
 import random
 
 import aiohttp
+import pytest
 
 from registry.gc import collect
 from registry.oci import mediatypes as mt
@@ -166,3 +167,40 @@ async def test_concurrent_pushes_never_lose_content(
             assert await r.read() == image.manifest()
         for blob in (image.config, *image.layers):
             assert await readable(zoll, http, name, sha256(blob))
+
+
+async def test_sweeps_in_batches_cost_one_storage_call_per_blob(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With batches of two, every sweep crosses several batches (and repositories): all
+    garbage goes, nothing kept does, and each collected blob costs one storage delete."""
+    monkeypatch.setattr("registry.gc.BATCH", 2)
+    kept = {}
+    for name in ("a/one", "b/two", "c/three"):
+        image = Image.random()
+        await push_image(http, zoll.url, name, image, "v1")
+        kept[name] = image
+        dropped = Image.random()
+        await push_image(http, zoll.url, name, dropped, dropped.digest)  # untagged
+        for _ in range(3):
+            await push_blob(http, zoll.url, name, os.urandom(300))  # never referenced
+    deletes: list[str] = []
+    real_delete = zoll.registry.driver.delete
+
+    async def counted(key: str) -> None:
+        deletes.append(key)
+        await real_delete(key)
+
+    monkeypatch.setattr(zoll.registry.driver, "delete", counted)
+
+    report = await collect(zoll.registry, grace=0)
+
+    assert report.manifests == 3
+    assert report.blobs == 3 * (3 + 3)  # the dropped images' config and layers, the strays
+    assert len(deletes) == len(set(deletes)) == report.blobs
+    assert set(report.seconds) == {"uploads", "manifests", "links", "blobs", "storage"}
+    for name, image in kept.items():
+        for blob in (image.config, *image.layers):
+            assert await readable(zoll, http, name, sha256(blob))
+    remaining = await zoll.registry.pool.fetchval("SELECT count(*) FROM blobs")
+    assert len(await stored_keys(zoll)) == remaining == 3 * 3

@@ -210,3 +210,50 @@ async def test_referrers_with_subject_and_filter(
         assert (await r.json(content_type=None))["manifests"] == []
     async with http.get(f"{zoll.url}/v2/app/referrers/sha256:1234") as r:
         assert r.status == 400
+
+
+async def test_referrers_come_in_pages_with_a_link_to_the_next(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    subject = Image.random(layers=1)
+    await push_image(http, zoll.url, "app", subject, "v1")
+    empty = b"{}"
+    await push_blob(http, zoll.url, "app", empty)
+    pushed = set()
+    for n in range(5):
+        kind = "application/vnd.example.sig" if n % 2 else "application/vnd.example.sbom"
+        artifact = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": mt.OCI_MANIFEST,
+                "artifactType": kind,
+                "config": {"mediaType": mt.OCI_EMPTY, "digest": sha256(empty), "size": 2},
+                "layers": [{"mediaType": mt.OCI_EMPTY, "digest": sha256(empty), "size": 2}],
+                "subject": subject.descriptor(),
+                "annotations": {"n": str(n)},
+            }
+        ).encode()
+        r = await push_manifest(http, zoll.url, "app", sha256(artifact), artifact, mt.OCI_MANIFEST)
+        assert r.status == 201
+        pushed.add(sha256(artifact))
+
+    async def walk(url: str) -> list[list[str]]:
+        pages = []
+        while url:
+            async with http.get(url) as r:
+                assert r.status == 200
+                pages.append([m["digest"] for m in (await r.json(content_type=None))["manifests"]])
+                link = r.headers.get("Link")
+            url = f"{zoll.url}{link.split(';')[0].strip('<>')}" if link else ""
+        return pages
+
+    pages = await walk(f"{zoll.url}/v2/app/referrers/{subject.digest}?n=2")
+    assert [len(p) for p in pages] == [2, 2, 1]
+    listed = [d for page in pages for d in page]
+    assert listed == sorted(pushed)  # digest order, each once
+
+    # The filter is kept across pages.
+    sigs = await walk(
+        f"{zoll.url}/v2/app/referrers/{subject.digest}?n=1&artifactType=application/vnd.example.sig"
+    )
+    assert [len(p) for p in sigs] == [1, 1]

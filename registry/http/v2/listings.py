@@ -1,8 +1,13 @@
-"""Listings: tags of a repository, the catalog, and referrers of a manifest."""
+"""Listings: tags of a repository, the catalog, and referrers of a manifest.
+
+Each is a page of `n` (default and at most 1000) after `last`, with a `Link` header to
+the next page, read in index order: a page costs the same however large the registry.
+"""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -48,9 +53,17 @@ async def referrers(request: web.Request) -> web.StreamResponse:
     name = repo_name(request)
     subject = parse_digest(request.match_info["digest"])
     artifact_type = request.query.get("artifactType")
-    found = await manifest_rows.referrers(reg.pool, name, subject, artifact_type)
+    n, last = page_args(request)
+    found = await manifest_rows.referrer_page(reg.pool, name, subject, artifact_type, last, n + 1)
     headers = {"Content-Type": mt.OCI_INDEX}
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"
+    if n and len(found) > n:
+        found = found[:n]
+        query = {"n": n, "last": found[-1]["digest"]}
+        if artifact_type is not None:
+            query["artifactType"] = artifact_type
+        headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+    found = found[:n]
     body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": found}
     return web.Response(body=json.dumps(body).encode(), headers=headers)

@@ -1,0 +1,66 @@
+"""The queries that must not grow with the registry read an index in the order they
+page in: checked on the plan, since an empty test database is fast either way."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from registry.db.manifests import IMAGE_PAGE, REFERRER_PAGE, TAG_PAGE
+from registry.db.repositories import CATALOG_PAGE
+
+
+async def plan(dsn: str, sql: str, types: str, args: str) -> str:
+    """The generic plan (the one a prepared statement settles on, whatever its
+    parameters) on a table as if too big to scan."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE q({types}) AS {sql}")
+        rows = await conn.fetch(f"EXPLAIN EXECUTE q({args})")
+    finally:
+        await conn.close()
+    return "\n".join(r[0] for r in rows)
+
+
+async def test_a_referrers_page_reads_the_index_in_digest_order(pg_dsn: str) -> None:
+    found = await plan(
+        pg_dsn, REFERRER_PAGE, "bigint, text, text, text, bigint", "1, 'x', NULL, NULL, 100"
+    )
+    assert "manifests_subject_digest" in found, found
+    assert "Sort" not in found, found  # no sorting every referrer of the subject
+    assert "Index Cond: ((repository_id = $1) AND (subject_digest = $2) AND (digest >" in found
+
+
+async def test_tag_and_catalog_pages_start_at_last_in_the_index(pg_dsn: str) -> None:
+    tags = await plan(pg_dsn, TAG_PAGE, "bigint, text, bigint", "1, 'v1', 100")
+    assert "Index Cond: ((repository_id = $1) AND (name > COALESCE($2, ''::text)))" in tags, tags
+    assert "Sort" not in tags, tags
+    catalog = await plan(pg_dsn, CATALOG_PAGE, "text, bigint", "'a/b', 100")
+    assert "Index Cond: (name > COALESCE($1, ''::text))" in catalog, catalog
+    assert "Sort" not in catalog, catalog
+
+
+async def test_an_image_page_is_limited_before_its_tags_are_read(pg_dsn: str) -> None:
+    found = await plan(pg_dsn, IMAGE_PAGE, "bigint, text, bigint", "1, NULL, 100")
+    # The limit sits right on the primary key; only each listed image's own tags are
+    # sorted, not every manifest after `after` with all its tags.
+    top = [line.strip().split("  (")[0] for line in found.splitlines()[:3]]
+    assert top == [
+        "Limit",
+        "->  Index Scan using manifests_pkey on manifests m",
+        "Index Cond: ((repository_id = $1) AND (digest > COALESCE($2, ''::text)))",
+    ], found
+
+
+async def test_deleting_a_blob_row_checks_its_references_through_an_index(pg_dsn: str) -> None:
+    # What PostgreSQL runs for the foreign key manifest_blobs.blob_digest → blobs on every
+    # blob row GC deletes (ri_triggers.c); without an index it reads all references.
+    found = await plan(
+        pg_dsn,
+        "SELECT 1 FROM ONLY manifest_blobs x WHERE $1 OPERATOR(pg_catalog.=) blob_digest "
+        "FOR KEY SHARE OF x",
+        "text",
+        "'sha256:x'",
+    )
+    assert "Index" in found and "manifest_blobs_digest" in found, found
