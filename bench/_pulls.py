@@ -198,11 +198,11 @@ def interleaved_rounds(
                 for key, value in measure(side).items():
                     side.record(key, value)
         log(
-            f"round {n + 1}/{rounds}: "
+            f"round {n + 1}/{rounds}, Zoll / distribution: "
             + ", ".join(
-                f"{key.split(' ')[-2]} {ours.results[key][-1] / peer.results[key][-1]:.2f}×"
+                f"{ours.results[key][-1]:,.0f} / {peer.results[key][-1]:,.0f} {key}"
                 for key in ours.results
-                if key.endswith("MB/s")
+                if not key.endswith(" ms")
             )
         )
 
