@@ -1,14 +1,18 @@
 """Zoll beside CNCF distribution 2.8 (Debian `docker-registry`), same machine, same storage.
 
-Measures with neutral C clients (curl for transfers, ab for request rates):
-- 1 GiB blob push (POST + PUT with the body, and POST + PATCH + PUT) and pull,
+Measures with neutral C clients (curl for transfers, ab for request rates), one server
+after the other:
+- 1 GiB blob push (POST + PUT with the body, and POST + PATCH + PUT),
 - HEAD and GET of a manifest by tag, 64 concurrent connections (ApacheBench),
-- peak memory of the service processes while 4 × 1 GiB pushes run at once.
+- peak memory of the service processes while 4 × 1 GiB pushes run at once;
+then, with both servers up at once and measured in interleaved rounds (`bench/_pulls.py`):
+- the 1 GiB pull, 64 clients pulling one 100 MiB layer, 64 clients pulling 6,400 distinct
+  small blobs (median and min–max over the rounds).
 
     python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]]
-                             [--workers 2]
+                             [--workers 2] [--part all|classic|pulls] [--rounds 9]
 
-Prints a table with Zoll/distribution ratios; paste it into docs/benchmarks.md.
+Prints tables with Zoll/distribution ratios; paste them into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import _pulls
 from registry.embedded.ports import free_port
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 
@@ -224,12 +229,6 @@ def push(server: Server, repo: str, blob: Path, digest: str, flow: str) -> float
     return time.perf_counter() - started
 
 
-def pull(server: Server, repo: str, digest: str) -> float:
-    started = time.perf_counter()
-    _curl("-L", "-o", "/dev/null", f"{server.base}/v2/{repo}/blobs/{digest}")
-    return time.perf_counter() - started
-
-
 def push_small_image(server: Server, repo: str, tag: str) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     layer = os.urandom(1024)
@@ -343,8 +342,6 @@ def measure(
     for flow in ("put", "patch"):
         times = [push(server, f"bench/{flow}{i}", blob, digest, flow) for i in range(args.repeat)]
         result[f"push ({flow}) MB/s"] = mib * 1.048576 / statistics.median(times)
-    times = [pull(server, "bench/put0", digest) for _ in range(args.repeat)]
-    result["pull MB/s"] = mib * 1.048576 / statistics.median(times)
     push_small_image(server, "bench/manifests", "v1")
     url = f"{server.base}/v2/bench/manifests/manifests/v1"
     result["HEAD manifest req/s"] = rps(url, "HEAD", args.requests)
@@ -358,6 +355,42 @@ def measure(
     return result
 
 
+def pull_rounds(
+    work: Path, blob: Path, digest: str, args: argparse.Namespace, s3: EmbeddedSeaweed | None
+) -> str:
+    """Both servers up at once with the same content, pulls measured in interleaved
+    rounds (`bench/_pulls.py`); returns the table."""
+    work.mkdir()
+    layer = work / "layer.bin"
+    layer_digest = make_blob(layer, args.layer_mib << 20)
+    servers = [start_distribution(work, args.storage, s3)]
+    try:
+        servers.append(start_zoll(work, args.storage, args.workers, s3, args.s3_redirect))
+        sides: list[_pulls.Side] = []
+        for server in servers:
+            started = time.perf_counter()
+            push(server, "bench/pulls", blob, digest, "put")
+            push(server, "bench/pulls", layer, layer_digest, "put")
+            small = _pulls.push_small_blobs(server.base, "bench/pulls", args.small_blobs)
+            print(f"{server.name}: seeded in {time.perf_counter() - started:.1f} s", flush=True)
+            sides.append(
+                _pulls.Side(server.name, server.base, "bench/pulls", digest, layer_digest, small)
+            )
+        peer, ours = sides
+        _pulls.interleaved_rounds(
+            ours,
+            peer,
+            args.rounds,
+            args.clients,
+            args.size_mib,
+            lambda line: print(line, flush=True),
+        )
+        return _pulls.table(ours, peer)
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench registry")
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -368,6 +401,16 @@ def main() -> int:
     parser.add_argument(
         "--s3-redirect", action="store_true", help="Zoll answers pulls with 307 to S3 too"
     )
+    parser.add_argument(
+        "--part",
+        choices=["all", "classic", "pulls"],
+        default="all",
+        help="classic: pushes, manifests, memory; pulls: the interleaved pull rounds",
+    )
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved pull rounds")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--layer-mib", type=int, default=100)
+    parser.add_argument("--small-blobs", type=int, default=6400)
     args = parser.parse_args(sys.argv[1:])
     for tool, package in (
         ("docker-registry", "docker-registry"),
@@ -387,16 +430,21 @@ def main() -> int:
             s3 = EmbeddedSeaweed(work / "seaweedfs")
             s3.start()
         results: dict[str, dict[str, float]] = {}
+        pulls = ""
         try:
             for starter in (
                 start_distribution,
                 lambda w, st, s: start_zoll(w, st, args.workers, s, args.s3_redirect),
             ):
+                if args.part == "pulls":
+                    break
                 server = starter(work, args.storage, s3)
                 try:
                     results[server.name] = measure(server, blob, digest, size, args)
                 finally:
                     server.stop()
+            if args.part != "classic":
+                pulls = pull_rounds(work / "pulls", blob, digest, args, s3)
         finally:
             if s3 is not None:
                 s3.stop()
@@ -404,11 +452,14 @@ def main() -> int:
         f"\nstorage: {args.storage}{' (Zoll redirects pulls)' if args.s3_redirect else ''}, "
         f"blob {args.size_mib} MiB, Zoll workers: {args.workers}, {os.cpu_count()} CPUs\n"
     )
-    print("| measure | distribution 2.8 | Zoll | Zoll / distribution |")
-    print("| --- | ---: | ---: | ---: |")
-    for key in results["zoll"]:
-        peer, ours = results["distribution"][key], results["zoll"][key]
-        print(f"| {key} | {peer:,.1f} | {ours:,.1f} | {ours / peer:.2f}× |")
+    if results:
+        print("| measure | distribution 2.8 | Zoll | Zoll / distribution |")
+        print("| --- | ---: | ---: | ---: |")
+        for key in results["zoll"]:
+            peer, ours = results["distribution"][key], results["zoll"][key]
+            print(f"| {key} | {peer:,.1f} | {ours:,.1f} | {ours / peer:.2f}× |")
+    if pulls:
+        print(f"\nPulls, {args.rounds} interleaved rounds:\n\n{pulls}")
     return 0
 
 
