@@ -162,16 +162,22 @@ async def _warn_about_vulnerability_data(config: Config, pool: Any) -> None:
 
 async def _repair(config: Config, pool: Any) -> None:
     """Attestations signed but not logged when the last run died get logged now; jobs
-    whose lease ran out are queued again."""
+    whose lease ran out are queued again. An instance whose key is not the log's does not
+    start (`registry.pipeline.signers`)."""
     from attest.servicekeys import ServiceKeyring
     from attest.tlog.store import TransparencyLog
     from registry.pipeline.jobs import JobQueue
     from registry.pipeline.services import keyring_settings, log_origin
+    from registry.pipeline.signers import ForeignSigner, check_log_signer
 
     keyring = await asyncio.to_thread(
         ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
     )
     try:
+        try:
+            await check_log_signer(pool, log_origin(config), keyring)
+        except ForeignSigner as exc:
+            raise StartError(f"zoll serve cannot start: {exc}") from None
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
         requeued = await JobQueue(pool).requeue_expired()
         if report.relinked or report.appended or requeued:  # said only when there was work

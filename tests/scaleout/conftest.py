@@ -49,6 +49,9 @@ class Cluster:
     """An `Authorization: Basic …` header of the bootstrap admin."""
     key: PrivateKey
     """The attestation key every instance signs with (and the log's checkpoints)."""
+    env: dict[str, str]
+    """The configuration the instances share."""
+    folder: Path
 
     @property
     def urls(self) -> list[str]:
@@ -115,7 +118,7 @@ async def cluster(
             raise failed[0]
         passwords = {s.admin_password() for s in instances} - {None}
         assert len(passwords) == 1, "exactly one instance creates the admin"
-        yield Cluster(dsn, instances, basic("admin", str(passwords.pop())), key)
+        yield Cluster(dsn, instances, basic("admin", str(passwords.pop())), key, env, tmp)
     finally:
         codes = await asyncio.gather(*(asyncio.to_thread(s.stop) for s in instances))
         for served, code in zip(instances, codes, strict=True):

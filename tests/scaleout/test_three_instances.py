@@ -25,6 +25,7 @@ from tests.auth.conftest import basic
 from tests.faults.conftest import audit_verifies
 from tests.scaleout.conftest import LOG_ORIGIN, Cluster, RoundRobin
 from tests.support.oci import Image, sha256
+from tests.support.served import Served
 from tests.ui.conftest import csrf_of, login
 
 pytestmark = pytest.mark.slow
@@ -437,6 +438,18 @@ async def test_pipeline_jobs_run_once_and_the_log_grows_without_gaps(
         heads.add((checkpoint.size, checkpoint.root))
     assert len(heads) == 1 and heads.pop()[0] == size
     await audit_verifies(cluster.dsn)
+
+
+async def test_an_instance_with_an_attestation_key_of_its_own_does_not_start(
+    cluster: Cluster,
+) -> None:
+    """A fourth instance that would generate its own key (no attest.key.file) must not
+    sign the log the others sign with the shared key."""
+    env = {k: v for k, v in cluster.env.items() if k != "ZOLL_ATTEST__KEY__FILE"}
+    with pytest.raises(AssertionError, match="zoll serve exited") as refused:
+        Served(cluster.folder / "stray", "--workers", "1", env=env)
+    message = " ".join(str(refused.value).split())
+    assert "every instance of one database must sign with the same attestation key" in message
 
 
 async def _signed_in_as(http: aiohttp.ClientSession, url: str, cookie: str) -> str | None:
