@@ -477,6 +477,7 @@ class WorkerPool:
         os.set_blocking(self._read_fd, False)
 
     def spawn(self) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
