@@ -485,7 +485,7 @@ class WorkerPool:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler is not ours
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker takes it
-                die_with_parent()
+                die_with_parent(supervisor)
                 os.close(self._read_fd)
                 sock = _listen_socket(self.config.http.host, self.port)
                 sock.listen(1024)
