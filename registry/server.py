@@ -419,6 +419,7 @@ def run(
     supervisor = Supervisor(config)
     try:
         effective = supervisor.start_backends()
+        supervision.sweep(effective.data_dir)
         password = asyncio.run(_prepare(effective))
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
