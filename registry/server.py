@@ -442,6 +442,22 @@ def run(
             os.close(lock)
 
 
+def _until_single_threaded(seconds: float = 5.0) -> None:
+    """Wait (briefly) until the threads the start used (`asyncio.to_thread`, name
+    lookups) have really ended: Python's join returns before the thread's C-level exit
+    handlers run, and OpenSSL's takes a lock. A worker forked meanwhile inherits that
+    lock held and hangs at its first key or random number, never ready (seen once in
+    tests/faults/test_crash_orphans.py)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if len(os.listdir("/proc/self/task")) <= 1:
+                return
+        except OSError:  # no /proc
+            return
+        time.sleep(0.005)
+
+
 RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 """Seconds before a dead worker is replaced, growing with each death in a row."""
 STEADY_SECONDS = 60.0
@@ -479,6 +495,7 @@ class WorkerPool:
 
     def spawn(self) -> None:
         supervisor = os.getpid()
+        _until_single_threaded()
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
