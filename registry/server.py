@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -451,7 +452,7 @@ def _until_single_threaded(seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if len(os.listdir("/proc/self/task")) <= 1:
+            if sum(1 for _ in Path("/proc/self/task").iterdir()) <= 1:
                 return
         except OSError:  # no /proc
             return
