@@ -31,13 +31,14 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to end this process when its parent dies (Linux): a worker must not
-    go on serving the port after its supervisor crashed."""
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to end this process when its parent (process `parent`, taken before
+    the fork) dies (Linux): a worker must not go on serving the port after its supervisor
+    crashed. Not "is my parent process 1": in a container the supervisor is process 1."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() == 1:  # the parent died before the call
+        if os.getppid() != parent:  # the parent died before the call
             os.kill(os.getpid(), signal.SIGTERM)
 
 

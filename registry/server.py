@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -162,16 +163,22 @@ async def _warn_about_vulnerability_data(config: Config, pool: Any) -> None:
 
 async def _repair(config: Config, pool: Any) -> None:
     """Attestations signed but not logged when the last run died get logged now; jobs
-    whose lease ran out are queued again."""
+    whose lease ran out are queued again. An instance whose key is not the log's does not
+    start (`registry.pipeline.signers`)."""
     from attest.servicekeys import ServiceKeyring
     from attest.tlog.store import TransparencyLog
     from registry.pipeline.jobs import JobQueue
     from registry.pipeline.services import keyring_settings, log_origin
+    from registry.pipeline.signers import ForeignSigner, check_log_signer
 
     keyring = await asyncio.to_thread(
         ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
     )
     try:
+        try:
+            await check_log_signer(pool, log_origin(config), keyring)
+        except ForeignSigner as exc:
+            raise StartError(f"zoll serve cannot start: {exc}") from None
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()
         requeued = await JobQueue(pool).requeue_expired()
         if report.relinked or report.appended or requeued:  # said only when there was work
@@ -413,6 +420,7 @@ def run(
     supervisor = Supervisor(config)
     try:
         effective = supervisor.start_backends()
+        supervision.sweep(effective.data_dir)
         password = asyncio.run(_prepare(effective))
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
@@ -433,6 +441,22 @@ def run(
         supervisor.stop_backends()
         if lock is not None:
             os.close(lock)
+
+
+def _until_single_threaded(seconds: float = 5.0) -> None:
+    """Wait (briefly) until the threads the start used (`asyncio.to_thread`, name
+    lookups) have really ended: Python's join returns before the thread's C-level exit
+    handlers run, and OpenSSL's takes a lock. A worker forked meanwhile inherits that
+    lock held and hangs at its first key or random number, never ready (seen once in
+    tests/faults/test_crash_orphans.py)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sum(1 for _ in Path("/proc/self/task").iterdir()) <= 1:
+                return
+        except OSError:  # no /proc
+            return
+        time.sleep(0.005)
 
 
 RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
@@ -471,6 +495,8 @@ class WorkerPool:
         os.set_blocking(self._read_fd, False)
 
     def spawn(self) -> None:
+        supervisor = os.getpid()
+        _until_single_threaded()
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
@@ -478,7 +504,7 @@ class WorkerPool:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)  # the supervisor's handler is not ours
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker takes it
-                die_with_parent()
+                die_with_parent(supervisor)
                 os.close(self._read_fd)
                 sock = _listen_socket(self.config.http.host, self.port)
                 sock.listen(1024)

@@ -1,17 +1,28 @@
 """What the supervisor of `zoll serve` knows and its workers cannot see: how many workers
-run, and which embedded backends it is restarting. It writes `<data_dir>/supervisor.json`
-whenever that changes; `/readyz` in any worker reads it, so the answer is the same
-whichever worker the kernel hands the probe to. Standard library only.
+run, and which embedded backends it is restarting. It writes
+`<data_dir>/supervisor-<host>-<pid>.json` whenever that changes; `/readyz` in any worker
+reads its own supervisor's file, so the answer is the same whichever worker the kernel
+hands the probe to. The name carries host and process id because replicas may share one
+data folder (the Helm chart's volume), each supervisor being process 1 of its container:
+one replica's restarting workers must not make another one unready. Standard library only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-FILE_NAME = "supervisor.json"
+from registry.processes import alive
+
+LEGACY_FILE = "supervisor.json"
+"""One file for every supervisor of the folder, before 2026-12: removed on start."""
+
+
+def _file(data_dir: Path, pid: int) -> Path:
+    return data_dir / f"supervisor-{socket.gethostname()}-{pid}.json"
 
 
 @dataclass
@@ -36,20 +47,33 @@ class SupervisorStatus:
 
 def write(data_dir: Path, status: SupervisorStatus) -> None:
     """Atomically (readers never see half a file)."""
-    partial = data_dir / f".{FILE_NAME}.{os.getpid()}"
+    path = _file(data_dir, os.getpid())
+    partial = path.with_name(f".{path.name}")
     partial.write_text(json.dumps(asdict(status)))
-    partial.replace(data_dir / FILE_NAME)
+    partial.replace(path)
 
 
 def remove(data_dir: Path) -> None:
-    (data_dir / FILE_NAME).unlink(missing_ok=True)
+    _file(data_dir, os.getpid()).unlink(missing_ok=True)
+
+
+def sweep(data_dir: Path) -> None:
+    """Remove what supervisors of this host that no longer run (killed with -9) left, and
+    the legacy file; another host's files are its own to remove (its processes cannot be
+    seen from here)."""
+    (data_dir / LEGACY_FILE).unlink(missing_ok=True)
+    prefix = f"supervisor-{socket.gethostname()}-"
+    for path in data_dir.glob(f"{prefix}*.json"):
+        pid = path.name.removeprefix(prefix).removesuffix(".json")
+        if pid.isdigit() and not alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 def of_parent(data_dir: Path) -> SupervisorStatus | None:
     """The status written by this process's supervisor; None when this process is not a
     supervised worker (tests, tools) or the file is unreadable."""
     try:
-        data = json.loads((data_dir / FILE_NAME).read_text())
+        data = json.loads(_file(data_dir, os.getppid()).read_text())
         status = SupervisorStatus(**data)
     except (OSError, ValueError, TypeError):
         return None

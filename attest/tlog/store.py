@@ -455,8 +455,16 @@ class TransparencyLog:
     # -- start-up repair -----------------------------------------------------------------
 
     async def check(self) -> int:
-        """Check the stored head against its leaves and subtrees; return the size."""
+        """Check the stored head against its leaves and subtrees; return the size.
+
+        One snapshot for all three reads: other processes and instances keep appending,
+        and a head read before their commit with leaves read after it is no corruption."""
         async with self.pool.acquire() as conn:
+            await self._id(conn)  # the log's row, created outside the read-only snapshot
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             head = await self._head(conn)
             last = await conn.fetchval(
                 "SELECT max(idx) FROM tlog_leaves WHERE log_id = $1", head.log_id

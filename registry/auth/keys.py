@@ -5,7 +5,8 @@ is replaced every few months; losing one only logs everybody out. Every worker p
 reads the same folder, so a token issued by one verifies in all. The newest key signs;
 older keys stay (and verify) until every token they signed has expired, then they are
 deleted. A worker that meets an unknown `kid` rescans the folder (another process
-rotated), at most once a second.
+rotated), at most once a second. Other instances on the same database have folders of
+their own; their public keys come from PostgreSQL (`registry.auth.keyshare`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from attest.keys import KeyAlgorithm, KeyLoadError, PrivateKey
+from attest.keys import KeyAlgorithm, KeyLoadError, PrivateKey, PublicKey
 from attest.servicekeys.files import (
     KeyringError,
     check_private,
@@ -47,8 +48,23 @@ class TokenKey:
     path: Path
 
 
+@dataclass(frozen=True)
+class VerifyingKey:
+    """What verifies a token: the public half of one of our keys, or of a key another
+    instance published (valid until `expires_at`, Unix time)."""
+
+    kid: str
+    algorithm: JwtAlgorithm
+    public: PublicKey
+    expires_at: float = float("inf")
+
+
+def kid_of(key: PublicKey) -> str:
+    return key.keyid[:32]
+
+
 def _kid(key: PrivateKey) -> str:
-    return key.public.keyid[:32]
+    return kid_of(key.public)
 
 
 class TokenKeyring:
@@ -62,6 +78,7 @@ class TokenKeyring:
         self.max_age = max_age
         self.retire_after = token_ttl + 2 * RESCAN_SECONDS + 60
         self._keys: dict[str, TokenKey] = {}
+        self._shared: dict[str, VerifyingKey] = {}
         self._scanned = 0.0
         self._missed = 0.0
 
@@ -95,8 +112,27 @@ class TokenKeyring:
             raise TokenKeyError(f"no token signing key in {self.folder}; call load() first")
         return max(self._keys.values(), key=lambda k: (k.created, k.kid))
 
-    def verification_key(self, kid: str) -> TokenKey | None:
-        return self._keys.get(kid)
+    def verification_key(self, kid: str) -> VerifyingKey | None:
+        own = self._keys.get(kid)
+        if own is not None:
+            return VerifyingKey(own.kid, own.algorithm, own.key.public)
+        shared = self._shared.get(kid)
+        if shared is not None and shared.expires_at <= time.time():
+            del self._shared[kid]
+            return None
+        return shared
+
+    def remember(self, key: VerifyingKey) -> None:
+        """A key another instance published (found in the database)."""
+        if len(self._shared) > 1000:  # only ever a few per instance; never grow unbounded
+            self._shared.clear()
+        self._shared[key.kid] = key
+
+    @property
+    def valid_for(self) -> float:
+        """Seconds after its creation until no token a key signed can still be valid: it
+        signs for at most `max_age` (plus a rescan), then its tokens live `retire_after`."""
+        return self.max_age + RESCAN_SECONDS + self.retire_after
 
     def all_keys(self) -> list[TokenKey]:
         return sorted(self._keys.values(), key=lambda k: (k.created, k.kid))

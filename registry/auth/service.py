@@ -23,7 +23,7 @@ import asyncpg
 from aiohttp import web
 
 from registry import audit
-from registry.auth import accounts, sessions
+from registry.auth import accounts, keyshare, sessions
 from registry.auth.accounts import ANONYMOUS, Principal
 from registry.auth.caller import Caller
 from registry.auth.denials import DenialLog
@@ -194,19 +194,31 @@ class AuthService:
 
     async def verify_token(self, token: str) -> TokenClaims:
         if self.keyring.stale():
-            await asyncio.to_thread(self.keyring.load)
+            await self.reload_keys()
         try:
             return self.tokens.verify(token)
-        except UnknownKey:
-            if not self.keyring.may_rescan_for_unknown_kid():
+        except UnknownKey as unknown:
+            # Issued by another instance of this database, or signed with a key another
+            # worker of this one just made: both are published in the database.
+            shared = await keyshare.lookup(self.pool, unknown.kid)
+            if shared is not None:
+                self.keyring.remember(shared)
+            elif self.keyring.may_rescan_for_unknown_kid():
+                await asyncio.to_thread(self.keyring.scan)
+            else:
                 raise
-            await asyncio.to_thread(self.keyring.scan)
             return self.tokens.verify(token)
 
     async def signing_ready(self) -> None:
         """Rescan (and rotate by age) before signing if it is time."""
         if self.keyring.stale():
-            await asyncio.to_thread(self.keyring.load)
+            await self.reload_keys()
+
+    async def reload_keys(self) -> None:
+        """Rescan the folder (rotating by age) and publish its public keys, so the other
+        instances verify what this one signs before it signs anything with a new key."""
+        await asyncio.to_thread(self.keyring.load)
+        await keyshare.publish(self.pool, self.keyring)
 
     # Requests --------------------------------------------------------------------
 
@@ -283,12 +295,13 @@ class AuthService:
 
 
 async def open_auth(config: Config, pool: asyncpg.Pool) -> AuthService:
-    """Load (or create) the signing keys and build the service."""
+    """Load (or create) the signing keys, publish them, and build the service."""
     keyring = TokenKeyring(
         config.auth_keys_dir,
         config.auth.token_algorithm,
         config.auth.key_max_age,
         config.auth.token_ttl,
     )
-    await asyncio.to_thread(keyring.load)
-    return AuthService(config, pool, keyring)
+    service = AuthService(config, pool, keyring)
+    await service.reload_keys()
+    return service

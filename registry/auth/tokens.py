@@ -46,7 +46,12 @@ class TokenError(Exception):
 
 
 class UnknownKey(TokenError):
-    """Signed with a `kid` this process does not know (maybe rotated in another one)."""
+    """Signed with a `kid` this process does not know (maybe rotated in another one, or
+    issued by another instance)."""
+
+    def __init__(self, reason: str, kid: str) -> None:
+        super().__init__(reason)
+        self.kid = kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,13 +231,13 @@ class TokenAuthority:
             raise TokenError("token names no key")
         key = self.keyring.verification_key(kid)
         if key is None:
-            raise UnknownKey("token signed by an unknown key")
+            raise UnknownKey("token signed by an unknown key", kid)
         if header.get("alg") != key.algorithm:
             raise TokenError("token algorithm does not match its key")
         try:
             payload = jwt.decode(
                 token,
-                key.key.public.key,
+                key.public.key,
                 algorithms=[key.algorithm],
                 audience=self.service,
                 issuer=self.issuer,

@@ -59,6 +59,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         asyncpg.PostgresConnectionError,
         asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
         asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+        asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby: failing over
         OSError,
     ) as exc:
         log.error("backend unavailable", error=str(exc), exc_type=type(exc).__name__)

@@ -25,13 +25,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _database(reg: Registry) -> str:
+    """Answering is not enough: a standby answers too (a DSN that leads to one, or to the
+    old primary during a failover), and every write there fails."""
     try:
         async with asyncio.timeout(reg.config.storage.probe_timeout):
-            await reg.pool.fetchval("SELECT 1")
+            read_only = await reg.pool.fetchval(
+                "SELECT current_setting('transaction_read_only') = 'on'"
+            )
     except TimeoutError:
         return f"failed: no answer within {reg.config.storage.probe_timeout:g} s"
     except Exception as exc:  # readiness reports every failure, never raises
         return f"failed: {type(exc).__name__}"
+    if read_only:
+        return "failed: read-only (a standby, not the primary)"
     return "ok"
 
 

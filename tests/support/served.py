@@ -9,17 +9,26 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 ZOLL = str(Path(sys.executable).parent / "zoll")
 
 
 class Served:
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        wrap: Sequence[str] = (),
+    ) -> None:
+        """`wrap` runs the service through another command (`unshare …`, as a container
+        runtime would start it)."""
         environ = {**os.environ, "ZOLL_LOG__FORMAT": "json", **(env or {})}
         environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.proc = subprocess.Popen(
-            [ZOLL, "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
+            [*wrap, ZOLL, "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=environ,

@@ -9,6 +9,7 @@ import asyncpg
 from rich.table import Table
 
 from registry import audit
+from registry.auth import keyshare
 from registry.auth.keys import TokenKeyring
 from registry.cli.args import add_config_args
 from registry.cli.commands.serve import config_from_args
@@ -77,6 +78,7 @@ def _rotate(args: argparse.Namespace) -> int:
     key = keyring.rotate()
 
     async def record(pool: asyncpg.Pool, _config: Config) -> None:
+        await keyshare.publish(pool, keyring)  # other instances verify it from now on
         with audit.acting_as(cli_actor()):
             await audit.record_now(
                 pool, "auth.key.rotate", target=key.kid, detail={"algorithm": key.algorithm}
