@@ -7,14 +7,16 @@ import asyncpg
 
 from registry.db.manifests import IMAGE_PAGE, REFERRER_PAGE, TAG_PAGE
 from registry.db.repositories import CATALOG_PAGE
+from registry.gc import BLOB_CANDIDATES, LINK_CANDIDATES
 
 
-async def plan(dsn: str, sql: str, types: str, args: str) -> str:
+async def plan(dsn: str, sql: str, types: str, args: str, *settings: str) -> str:
     """The generic plan (the one a prepared statement settles on, whatever its
     parameters) on a table as if too big to scan."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("SET enable_seqscan = off")
+        for setting in ("enable_seqscan = off", *settings):
+            await conn.execute(f"SET {setting}")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE q({types}) AS {sql}")
         rows = await conn.fetch(f"EXPLAIN EXECUTE q({args})")
@@ -64,3 +66,30 @@ async def test_deleting_a_blob_row_checks_its_references_through_an_index(pg_dsn
         "'sha256:x'",
     )
     assert "Index" in found and "manifest_blobs_digest" in found, found
+
+
+def _unbounded_scans(found: str, table: str) -> list[str]:
+    """The plan's scans of `table` that read it from its first row: no Index Cond."""
+    lines = found.splitlines()
+    scans = [i for i, line in enumerate(lines) if f" on {table} " in line]
+    return [
+        lines[i] for i in scans if not any("Index Cond" in line for line in lines[i + 1 : i + 3])
+    ]
+
+
+async def test_gc_batches_start_their_reference_checks_where_the_batch_starts(
+    pg_dsn: str,
+) -> None:
+    # Each batch of the link and blob sweeps checks its candidates against the references
+    # (an anti join): the references must be read from the batch's key on, not from the
+    # first one, or the sweep grows with the square of the registry. The merge join is
+    # what PostgreSQL chose at 1,000,000 blobs (an empty table gets a nested loop).
+    merge = ("enable_nestloop = off", "enable_hashjoin = off")
+    links = await plan(
+        pg_dsn, LINK_CANDIDATES, "float8, bigint, text, bigint", "1, 5, 'x', 500", *merge
+    )
+    assert "Merge Anti Join" in links, links
+    assert not _unbounded_scans(links, "manifest_blobs"), links
+    blobs = await plan(pg_dsn, BLOB_CANDIDATES, "float8, text, bigint", "1, 'x', 500", *merge)
+    assert "Merge Anti Join" in blobs, blobs
+    assert not _unbounded_scans(blobs, "repository_blobs"), blobs
