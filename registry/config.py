@@ -371,6 +371,12 @@ class FederationConfig(_Section):
         10.0, gt=0, description="how often to ask witnesses to cosign the latest checkpoint"
     )
     witness_timeout: float = Field(10.0, gt=0, description="seconds per witness request")
+    witness_key_file: Path | None = Field(
+        None,
+        description="this node's Ed25519 witness key (PEM); default "
+        "<data_dir>/federation/witness-ed25519.pem, made at first start. Every instance of "
+        "one node (one database) must use the same key",
+    )
 
 
 class LogConfig(_Section):

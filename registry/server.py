@@ -163,13 +163,15 @@ async def _warn_about_vulnerability_data(config: Config, pool: Any) -> None:
 
 async def _repair(config: Config, pool: Any) -> None:
     """Attestations signed but not logged when the last run died get logged now; jobs
-    whose lease ran out are queued again. An instance whose key is not the log's does not
-    start (`registry.pipeline.signers`)."""
+    whose lease ran out are queued again. An instance whose attestation key is not the
+    log's, or whose witness key is not the node's, does not start (`registry.pipeline.signers`)."""
     from attest.servicekeys import ServiceKeyring
+    from attest.tlog.cosignature import Cosigner
     from attest.tlog.store import TransparencyLog
+    from registry.federation.identity import load_witness_key, witness_name
     from registry.pipeline.jobs import JobQueue
     from registry.pipeline.services import keyring_settings, log_origin
-    from registry.pipeline.signers import ForeignSigner, check_log_signer
+    from registry.pipeline.signers import ForeignSigner, check_log_signer, check_witness_key
 
     keyring = await asyncio.to_thread(
         ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
@@ -177,6 +179,9 @@ async def _repair(config: Config, pool: Any) -> None:
     try:
         try:
             await check_log_signer(pool, log_origin(config), keyring)
+            witness_key = await asyncio.to_thread(load_witness_key, config)
+            witness = Cosigner(witness_name(log_origin(config)), witness_key.public)
+            await check_witness_key(pool, witness)
         except ForeignSigner as exc:
             raise StartError(f"zoll serve cannot start: {exc}") from None
         report = await TransparencyLog(pool, keyring.signer, log_origin(config)).repair()

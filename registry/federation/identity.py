@@ -12,7 +12,6 @@ import fcntl
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from attest.keys import PrivateKey
 from attest.servicekeys import ServiceKeyring
@@ -36,8 +35,11 @@ def witness_name(origin: str) -> str:
     return origin.split("/", 1)[0] + "/witness"
 
 
-def load_witness_key(data_dir: Path) -> PrivateKey:
-    folder = ensure_private_dir(data_dir / "federation")
+def load_witness_key(config: Config) -> PrivateKey:
+    """`federation.witness_key_file`, or the one in the data folder (made when missing)."""
+    if config.federation.witness_key_file is not None:
+        return PrivateKey.from_pem(config.federation.witness_key_file.read_bytes())
+    folder = ensure_private_dir(config.data_dir / "federation")
     path = folder / WITNESS_KEY_FILE
     with (folder / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -62,7 +64,7 @@ class NodeIdentity:
             config.http.public_url,
             origin,
             keyring,
-            load_witness_key(config.data_dir),
+            load_witness_key(config),
         )
 
     @property

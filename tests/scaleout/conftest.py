@@ -1,7 +1,7 @@
 """Three `zoll serve` processes on one PostgreSQL database and one S3 bucket, as behind a
 load balancer: each has its own data folder (serve.lock, the token keys it made), and
-they share what docs/deploy.md says must be shared (the attestation key file, the
-database, the bucket). A round-robin client sends each request to the next instance.
+they share what docs/deploy.md says must be shared (the attestation and witness key files,
+the database, the bucket). A round-robin client sends each request to the next instance.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class Cluster:
         return "\n".join("".join(s.output[-30:]) for s in self.instances)
 
 
-def instance_env(dsn: str, s3: S3Server, prefix: str, key_file: Path) -> dict[str, str]:
+def instance_env(
+    dsn: str, s3: S3Server, prefix: str, key_file: Path, witness_file: Path
+) -> dict[str, str]:
     """The configuration every instance gets (the same for all, as a deployment's)."""
     return {
         "ZOLL_DATABASE__DSN": dsn,
@@ -75,6 +77,7 @@ def instance_env(dsn: str, s3: S3Server, prefix: str, key_file: Path) -> dict[st
         "ZOLL_STORAGE__S3__PREFIX": prefix,
         "ZOLL_STORAGE__S3__PART_SIZE": str(5 * 1024 * 1024),
         "ZOLL_ATTEST__KEY__FILE": str(key_file),
+        "ZOLL_FEDERATION__WITNESS_KEY_FILE": str(witness_file),
         "ZOLL_ATTEST__LOG_ORIGIN": LOG_ORIGIN,
         "ZOLL_AUTH__SCRYPT_LOG2_N": str(FAST_KDF),
         "ZOLL_AUTH__PRINCIPAL_CACHE": "0",
@@ -101,7 +104,10 @@ async def cluster(
     key = PrivateKey.generate("ecdsa-p256")
     key_file.write_bytes(key.pem())
     key_file.chmod(0o600)
-    env = instance_env(dsn, s3_server, f"{uuid.uuid4().hex[:12]}/", key_file)
+    witness_file = tmp / "witness-key.pem"
+    witness_file.write_bytes(PrivateKey.generate("ed25519").pem())
+    witness_file.chmod(0o600)
+    env = instance_env(dsn, s3_server, f"{uuid.uuid4().hex[:12]}/", key_file, witness_file)
     started = await asyncio.gather(
         *(
             asyncio.to_thread(

@@ -450,6 +450,26 @@ async def test_an_instance_with_an_attestation_key_of_its_own_does_not_start(
         Served(cluster.folder / "stray", "--workers", "1", env=env)
     message = " ".join(str(refused.value).split())
     assert "every instance of one database must sign with the same attestation key" in message
+    conn = await asyncpg.connect(cluster.dsn)
+    try:  # refused, it recorded nothing: the instances holding the key still start
+        signers = await conn.fetchval(
+            "SELECT count(*) FROM log_signers WHERE origin = $1", LOG_ORIGIN
+        )
+    finally:
+        await conn.close()
+    assert signers == 1
+
+
+async def test_an_instance_with_a_witness_key_of_its_own_does_not_start(
+    cluster: Cluster,
+) -> None:
+    """Peers pin one witness key per node: a fourth instance that would make its own
+    (no federation.witness_key_file, a data folder of its own) must not cosign for it."""
+    env = {k: v for k, v in cluster.env.items() if k != "ZOLL_FEDERATION__WITNESS_KEY_FILE"}
+    with pytest.raises(AssertionError, match="zoll serve exited") as refused:
+        Served(cluster.folder / "stray-witness", "--workers", "1", env=env)
+    message = " ".join(str(refused.value).split())
+    assert "every instance of one database must use the same witness key" in message
 
 
 async def _signed_in_as(http: aiohttp.ClientSession, url: str, cookie: str) -> str | None:
