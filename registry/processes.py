@@ -107,3 +107,12 @@ def _command(proc: Path) -> str:
     if "zoll" in words and "serve" in words:
         return "another zoll serve"
     return " ".join(words)[:80] or "?"
+
+
+def high_water_kib() -> int:
+    """This process's peak resident memory (VmHWM). Unlike `ru_maxrss` it does not carry
+    the parent's peak across fork and exec, so a child measures only itself."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")

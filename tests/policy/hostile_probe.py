@@ -15,19 +15,13 @@ from pathlib import Path
 
 from policy import AnalysisLimits, analyze_image, evaluate, load_catalog
 from registry.oci.reader import OCILayoutReader
-
-
-def _high_water_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+from registry.processes import high_water_kib
 
 
 async def main(layout: Path, limits: AnalysisLimits) -> dict[str, object]:
     reader = OCILayoutReader(layout)
     fetched = await reader.get_manifest("latest")
-    baseline = _high_water_kib()
+    baseline = high_water_kib()
     started = time.monotonic()
     analysis = await analyze_image(reader, fetched.digest, limits)
     seconds = time.monotonic() - started
@@ -40,7 +34,7 @@ async def main(layout: Path, limits: AnalysisLimits) -> dict[str, object]:
         "files": analysis.tree.files,
         "seconds": seconds,
         "baseline_rss_kib": baseline,
-        "peak_rss_kib": _high_water_kib(),
+        "peak_rss_kib": high_water_kib(),
         "hc35": report.result("HC-35").status,
         "hc35_evidence": list(report.result("HC-35").evidence),
     }
