@@ -15,13 +15,13 @@ from pathlib import Path
 from policy.catalog import load_catalog
 from policy.chart import ChartContext, ChartLimits, analyze_chart, evaluate_chart
 from registry.oci.reader import OCILayoutReader
-from tests.policy.hostile_probe import _high_water_kib
+from registry.processes import high_water_kib
 
 
 async def main(layout: Path, limits: ChartLimits) -> dict[str, object]:
     reader = OCILayoutReader(layout)
     fetched = await reader.get_manifest("latest")
-    baseline = _high_water_kib()
+    baseline = high_water_kib()
     started = time.monotonic()
     analysis = await analyze_chart(reader, fetched.digest, None, limits)
     report = evaluate_chart(analysis, ChartContext(registry_names=("zoll.test",)), load_catalog())
@@ -32,7 +32,7 @@ async def main(layout: Path, limits: ChartLimits) -> dict[str, object]:
         "uncompressed": analysis.uncompressed_size,
         "seconds": time.monotonic() - started,
         "baseline_rss_kib": baseline,
-        "peak_rss_kib": _high_water_kib(),
+        "peak_rss_kib": high_water_kib(),
         "hc47": report.result("HC-47").status,
         "hc47_evidence": list(report.result("HC-47").evidence),
     }
