@@ -31,6 +31,11 @@ class UploadLost(StorageError):
     """The data of an upload session is gone from storage (expired or cleaned up)."""
 
 
+class ObjectTooLarge(StorageError):
+    """The blob would pass what the store can hold in one object (S3: 5 TiB); the
+    client's request is refused, not retried."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     key: str
@@ -76,6 +81,8 @@ class BlobDriver(Protocol):
     """Where blob bytes live."""
 
     name: str
+    max_object_size: int | None
+    """The largest blob the store can hold (None: no limit of its own)."""
 
     async def start(self) -> None: ...
 

@@ -149,6 +149,7 @@ class FilesystemDriver:
     """Blobs as files under `root`."""
 
     name = "filesystem"
+    max_object_size: int | None = None
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root

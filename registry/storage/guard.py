@@ -124,6 +124,7 @@ class GuardedDriver:
         self.inner = driver
         self.config = config
         self.name = driver.name
+        self.max_object_size = driver.max_object_size
         self.health = StorageHealth(config.stall_cooldown)
 
     async def call(
