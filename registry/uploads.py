@@ -354,6 +354,8 @@ class UploadService:
         declared = getattr(body, "declared", None)
         if limit is not None and declared is not None and already + declared > limit:
             raise _too_large(f"this upload would reach {already + declared} bytes", limit)
+        if declared is not None:
+            writer.expect(declared)
         try:
             await self.budget.acquire(2 * CHUNK)
         except StorageError as exc:

@@ -51,6 +51,11 @@ class UploadWriter(Protocol):
         """Bytes written so far, including earlier requests."""
         ...
 
+    def expect(self, size: int) -> None:
+        """The request being written brings `size` more bytes (its Content-Length): a
+        driver may send them as they arrive instead of buffering them (S3 parts)."""
+        ...
+
     async def write(self, chunks: Sequence[bytes]) -> None:
         """Append `chunks` in order (one call per ~1 MiB batch, to keep thread hops few)."""
         ...

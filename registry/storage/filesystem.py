@@ -76,6 +76,9 @@ class _FileUploadWriter:
             if written:
                 views[0] = views[0][written:]
 
+    def expect(self, size: int) -> None:
+        """Nothing to plan: bytes go to the file as they come."""
+
     async def write(self, chunks: Sequence[bytes]) -> None:
         offset = self._size
         self._size += sum(len(c) for c in chunks)

@@ -7,8 +7,14 @@ Between requests of a chunked upload, bytes that do not yet fill a part (S3 need
 ≥ 5 MiB per part except the last) wait in a tail object named after the offset it
 ends at, so a retried request never overwrites what a saved state points to.
 
-A part is the request's chunks as they arrived (held once, never joined or copied) and
-is sent as they are. S3 allows 10,000 parts of at most 5 GiB and objects of at most
+A part is the request's chunks as they arrived, never joined or copied. When the
+request's Content-Length says a whole part is coming (`UploadWriter.expect`), the part
+is streamed: its UploadPart starts at once and its bytes are sent as they arrive, with
+at most `STREAM_WINDOW` of them waiting, so memory does not grow with the part size.
+Otherwise (a chunked body without a length, the end of a request) bytes wait in a
+buffer until a part is full, held once and sent as they are; such a part is retried
+on S3 errors, a streamed one cannot be (its bytes are gone) and fails the request (503,
+the client retries it). S3 allows 10,000 parts of at most 5 GiB and objects of at most
 5 TiB: the part size grows with the part number (`part_size_for`) so that 10,000 parts
 hold 5 TiB whatever `storage.s3.part_size` is, and an upload that would pass 5 TiB is
 refused (`ObjectTooLarge`) before a byte more is stored.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +52,9 @@ CHUNK = 1 << 20
 READ_SIZE = 1 << 20
 """Bytes per read when proxying an object: big reads keep the per-chunk work (deadline,
 write to the client) small against the copy itself."""
+STREAM_WINDOW = 2 << 20
+"""Bytes of a streamed part that may wait for the S3 connection before the upload stops
+reading from its client."""
 MAX_PARTS = 10_000
 MAX_PART_SIZE = 5 << 30
 MAX_OBJECT_SIZE = 5 << 40
@@ -70,6 +80,52 @@ def _storage_error(exc: S3Error, key: str = "") -> StorageError:
     return StorageError(str(exc))
 
 
+class _StreamedPart:
+    """A part whose UploadPart is under way while its bytes still arrive: S3 needs the
+    part's length first, which `expect` made known. `feed` waits while `STREAM_WINDOW`
+    bytes are queued (the upload stops reading from its client) and fails at once if
+    the send has failed."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.remaining = size
+        self.task: asyncio.Task[None] | None = None
+        self._chunks: deque[memoryview | bytes] = deque()
+        self._held = 0
+        # One event per direction: each is cleared only by the side that waits on it.
+        self._space = asyncio.Event()
+        self._data = asyncio.Event()
+
+    async def feed(self, data: memoryview | bytes) -> None:
+        assert self.task is not None
+        while self._held >= STREAM_WINDOW:
+            if self.task.done():
+                self.task.result()  # the send's failure, as StorageError
+                raise StorageError("S3 ended a streamed part before its last byte")
+            self._space.clear()
+            waiting = asyncio.ensure_future(self._space.wait())
+            try:
+                await asyncio.wait({waiting, self.task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # cancelled too (the client went away): no waiter is left behind
+                waiting.cancel()
+        self._chunks.append(data)
+        self._held += len(data)
+        self.remaining -= len(data)
+        self._data.set()
+
+    async def body(self) -> AsyncIterator[memoryview | bytes]:
+        sent = 0
+        while sent < self.size:
+            while not self._chunks:
+                self._data.clear()
+                await self._data.wait()
+            chunk = self._chunks.popleft()
+            self._held -= len(chunk)
+            self._space.set()
+            sent += len(chunk)
+            yield chunk
+
+
 class _S3UploadWriter:
     def __init__(self, driver: S3Driver, upload_id: str, state: DriverState, size: int) -> None:
         self._d = driver
@@ -78,11 +134,13 @@ class _S3UploadWriter:
         self._mpu: str | None = state.get("mpu")
         self._parts: list[dict[str, Any]] = list(state.get("parts", []))
         self._size = size
-        self._buffer: list[bytes] = []
+        self._buffer: list[memoryview | bytes] = []
         self._buffered = 0
         self._reserved = 0
         self._inflight: list[asyncio.Task[None]] = []
         self._new_tail: str | None = None
+        self._coming: int | None = None
+        self._stream: _StreamedPart | None = None
 
     @property
     def size(self) -> int:
@@ -111,6 +169,9 @@ class _S3UploadWriter:
             await self._d.budget.acquire(amount)
             self._reserved = amount
 
+    def expect(self, size: int) -> None:
+        self._coming = size
+
     async def write(self, chunks: Sequence[bytes]) -> None:
         adding = sum(len(c) for c in chunks)
         if self._size + adding > MAX_OBJECT_SIZE:
@@ -118,15 +179,63 @@ class _S3UploadWriter:
                 f"blobs on S3 end at {MAX_OBJECT_SIZE} bytes (5 TiB), "
                 f"this upload would reach {self._size + adding}"
             )
+        if self._coming is not None:
+            self._coming = max(self._coming - adding, 0)
+        left = adding  # bytes of this batch not yet placed, the current chunk included
         for data in chunks:
-            await self._reserve()
-            self._buffer.append(data)
-            self._buffered += len(data)
-            self._size += len(data)
-            if self._buffered >= self._part_size():
-                await self._flush_part()
+            view: memoryview | bytes = data
+            while len(view):
+                if (
+                    self._stream is None
+                    and self._coming is not None
+                    and self._buffered + left + self._coming >= self._part_size()
+                ):
+                    await self._open_stream()
+                if self._stream is not None:
+                    take = min(len(view), self._stream.remaining)
+                    piece = view if take == len(view) else memoryview(view)[:take]
+                    await self._stream.feed(piece)
+                    if self._stream.remaining == 0:
+                        self._stream = None
+                else:
+                    take = len(view)
+                    await self._reserve()
+                    self._buffer.append(view)
+                    self._buffered += take
+                view = memoryview(view)[take:] if take < len(view) else b""
+                self._size += take
+                left -= take
+                if self._stream is None and self._buffered >= self._part_size():
+                    await self._flush_part()
 
-    def _take_buffer(self) -> list[bytes]:
+    async def _next_part(self) -> int:
+        """Wait for room among the parts in flight, begin the multipart upload if this
+        is its first part, and return the new part's number."""
+        while len(self._inflight) >= self._d.config.parts_in_flight:
+            await self._inflight.pop(0)  # an earlier part's failure surfaces here
+        if self._mpu is None:
+            self._mpu = await self._d.call(self._d.client.create_multipart_upload(self._mpu_key))
+        return len(self._parts) + 1
+
+    async def _open_stream(self) -> None:
+        """Start sending the next part while its bytes arrive; what the buffer holds goes
+        first. The writer's reservation (if any) goes with the part's task, plus the
+        window's."""
+        number = await self._next_part()
+        stream = _StreamedPart(self._part_size())
+        await self._d.budget.acquire(STREAM_WINDOW)
+        reserved = self._reserved + STREAM_WINDOW
+        self._reserved = 0
+        self._parts.append({"n": number, "etag": None, "size": stream.size})
+        task = asyncio.create_task(self._send_part(number, stream.body(), stream.size))
+        task.add_done_callback(lambda _: self._d.budget.release(reserved))
+        stream.task = task
+        self._inflight.append(task)
+        self._stream = stream
+        for chunk in self._take_buffer():
+            await stream.feed(chunk)
+
+    def _take_buffer(self) -> list[memoryview | bytes]:
         data = self._buffer
         self._buffer, self._buffered = [], 0
         return data
@@ -135,11 +244,7 @@ class _S3UploadWriter:
         """Send the buffer as the next part. The part's reservation goes with its task and
         is released when the task ends, however it ends (cancelled before it ran too);
         until the task exists it stays the writer's, released by suspend/commit/abort."""
-        while len(self._inflight) >= self._d.config.parts_in_flight:
-            await self._inflight.pop(0)  # an earlier part's failure surfaces here
-        if self._mpu is None:
-            self._mpu = await self._d.call(self._d.client.create_multipart_upload(self._mpu_key))
-        number = len(self._parts) + 1
+        number = await self._next_part()
         self._parts.append({"n": number, "etag": None, "size": self._buffered})
         data, reserved = self._take_buffer(), self._reserved
         self._reserved = 0
@@ -147,12 +252,23 @@ class _S3UploadWriter:
         task.add_done_callback(lambda _: self._d.budget.release(reserved))
         self._inflight.append(task)
 
-    async def _send_part(self, number: int, data: list[bytes]) -> None:
+    async def _send_part(
+        self,
+        number: int,
+        data: Sequence[memoryview | bytes] | AsyncIterator[memoryview | bytes],
+        length: int | None = None,
+    ) -> None:
         assert self._mpu is not None
         etag = await self._d.call(
-            self._d.client.upload_part(self._mpu_key, self._mpu, number, data)
+            self._d.client.upload_part(self._mpu_key, self._mpu, number, data, length)
         )
         self._parts[number - 1]["etag"] = etag
+
+    def _check_stream(self) -> None:
+        """A request cannot end inside a streamed part (its length was announced and
+        aiohttp holds the client to it); if it did, nothing may be saved or committed."""
+        if self._stream is not None:
+            raise StorageError("the request ended before the part it announced")
 
     async def _drain(self) -> None:
         try:
@@ -177,6 +293,7 @@ class _S3UploadWriter:
 
     async def suspend(self) -> DriverState:
         try:
+            self._check_stream()
             await self._drain()
             tail = None
             if self._buffer:
@@ -194,6 +311,7 @@ class _S3UploadWriter:
 
     async def commit(self, digest: Digest) -> str:
         try:
+            self._check_stream()
             if self._mpu is None:
                 key = self._d.key(content_key(digest))
                 await self._d.call(self._d.client.put_object(key, self._take_buffer()))
@@ -214,6 +332,7 @@ class _S3UploadWriter:
         return key[len(self._d.config.prefix) :]
 
     async def close(self) -> None:
+        self._stream = None
         await self._release()
         await self._cancel_inflight()
 

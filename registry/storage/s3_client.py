@@ -4,14 +4,15 @@ Why not botocore/aiobotocore: they load S3's service model and endpoint rules (~
 per process) and copy each part on its way out, so an S3 worker held ~100 MiB more than
 a filesystem one and proxied pulls ran at 0.4× (docs/benchmarks.md has the comparison).
 This client signs with `registry.storage.sigv4`, sends request bodies as the chunks
-they arrived in (`Body`: one bytes object or a sequence of them, never joined) and
-streams response bodies in large reads.
+they arrived in (`Body`: one bytes object, a sequence of them, never joined, or a stream
+of them whose length is known) and streams response bodies in large reads.
 
 Payloads are sent as `UNSIGNED-PAYLOAD`: the registry verifies every blob's digest before
 it stores it, and hashing each part again only to sign it cost a core's time per
 upload. Calls are retried (`max_attempts`) on connection errors, timeouts and the
 statuses S3 asks clients to retry, with exponential backoff and jitter like the AWS
-SDKs' standard mode; a body is a sequence of bytes, so a retry sends it again.
+SDKs' standard mode; a body held in memory is sent again, a streamed one cannot be, so
+its call is tried once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import random
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,10 @@ from registry.storage.sigv4 import (
     sign_headers,
 )
 
-Body = bytes | Sequence[bytes]
+Bytes = bytes | bytearray | memoryview
+Body = Bytes | Sequence[Bytes] | AsyncIterable[Bytes]
+"""A request body: bytes, the chunks of one (sent as they are, replayable for retries), or
+a stream (sent once: a call with a stream body is not retried)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 READ_SIZE = 1 << 20
@@ -90,9 +94,7 @@ def _time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _length(body: Body | None) -> int:
-    if body is None:
-        return 0
+def _length(body: Bytes | Sequence[Bytes]) -> int:
     if isinstance(body, bytes | bytearray | memoryview):
         return len(body)
     return sum(len(c) for c in body)
@@ -157,12 +159,20 @@ class S3Client:
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         body: Body | None = None,
+        length: int | None = None,
     ) -> aiohttp.ClientResponse:
-        """One call, retried as configured; the caller reads and releases the response.
-        Errors raise S3Error (status 0: the store could not be reached)."""
+        """One call, retried as configured (a stream body: sent once, `length` bytes);
+        the caller reads and releases the response. Errors raise S3Error (status 0: the
+        store could not be reached)."""
         assert self._session is not None, "S3Client.start() first"
         path = self._path(key)
         query = dict(query or {})
+        attempts = self.max_attempts
+        if isinstance(body, AsyncIterable):
+            assert length is not None, "a stream body needs its length"
+            attempts = 1
+        elif body is not None:
+            length = _length(body)
         attempt = 0
         while True:
             attempt += 1
@@ -175,7 +185,7 @@ class S3Client:
                 path,
                 query,
                 dict(headers or {}),
-                content_length=_length(body) if body is not None else None,
+                content_length=length,
             )
             url = URL(self.endpoint + path + _query_string(query), encoded=True)
             try:
@@ -183,16 +193,14 @@ class S3Client:
                     method, url, headers=signed, data=_payload(body), allow_redirects=False
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if attempt < self.max_attempts:
+                if attempt < attempts:
                     await self._backoff(attempt)
                     continue
                 raise S3Error(operation, 0, type(exc).__name__, str(exc)) from exc
             if resp.status < 300:
                 return resp
             error = await self._error(operation, resp)
-            if attempt < self.max_attempts and (
-                resp.status in RETRY_STATUSES or error.code in RETRY_CODES
-            ):
+            if attempt < attempts and (resp.status in RETRY_STATUSES or error.code in RETRY_CODES):
                 await self._backoff(attempt)
                 continue
             raise error
@@ -305,7 +313,9 @@ class S3Client:
         resp = await self.request("CreateMultipartUpload", "POST", key, query={"uploads": ""})
         return _text(await self._xml("CreateMultipartUpload", resp), "UploadId")
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, body: Body, length: int | None = None
+    ) -> str:
         """The part's ETag."""
         resp = await self.request(
             "UploadPart",
@@ -313,6 +323,7 @@ class S3Client:
             key,
             query={"partNumber": str(number), "uploadId": upload_id},
             body=body,
+            length=length,
         )
         resp.release()
         return resp.headers.get("ETag", "")
@@ -369,10 +380,10 @@ def _query_string(query: Mapping[str, str]) -> str:
 
 
 def _payload(body: Body | None) -> Any:
-    if body is None or isinstance(body, bytes | bytearray | memoryview):
+    if body is None or isinstance(body, bytes | bytearray | memoryview | AsyncIterable):
         return body
 
-    async def chunks() -> AsyncIterator[bytes]:
+    async def chunks() -> AsyncIterator[Bytes]:
         for chunk in body:
             yield chunk
 

@@ -14,12 +14,14 @@ import aiohttp
 import pytest
 
 from registry.config import S3Config
+from registry.oci.digest import Digest
 from registry.storage.base import ObjectTooLarge
 from registry.storage.budget import ByteBudget
 from registry.storage.s3 import (
     MAX_OBJECT_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS,
+    STREAM_WINDOW,
     S3Driver,
     part_size_for,
 )
@@ -103,6 +105,32 @@ async def test_an_upload_past_five_tebibytes_is_refused_before_anything_is_sent(
         assert driver.client.calls == calls
         await writer.close()
         assert driver.budget.used == 0
+    finally:
+        await driver.close()
+
+
+async def test_an_announced_upload_streams_its_parts_in_bounded_memory(
+    s3_server: S3Server,
+) -> None:
+    """With the request's length known, parts go to S3 while their bytes arrive: the
+    memory held is the stream window per part in flight, not the part size (buffered
+    parts held 6 MiB each here, three at a time); the blob arrives intact."""
+    driver = S3Driver(_config(s3_server), ByteBudget(64 * MiB))
+    await driver.start()
+    try:
+        data = os.urandom(23 * MiB)  # four streamed 5 MiB parts and a buffered last one
+        writer = await driver.resume_upload("streamed", {}, 0)
+        writer.expect(len(data))
+        peak, piece = 0, 256 * 1024
+        for start in range(0, 20 * MiB, piece):
+            async with asyncio.timeout(30):  # a full window must never stall the writer
+                await writer.write([data[start : start + piece]])
+            peak = max(peak, driver.budget.used)
+        await writer.write([data[20 * MiB :]])
+        key = await writer.commit(Digest.of(data))
+        assert peak <= driver.config.parts_in_flight * STREAM_WINDOW
+        assert driver.budget.used == 0
+        assert b"".join([c async for c in driver.read(key)]) == data
     finally:
         await driver.close()
 
