@@ -5,8 +5,7 @@ Measures with neutral C clients (curl for transfers, ab for request rates):
 - HEAD and GET of a manifest by tag, 64 concurrent connections (ApacheBench),
 - peak memory of the service processes while 4 × 1 GiB pushes run at once.
 
-    python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]
-                             [--s3-proxy-peer]]
+    python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]]
                              [--workers 2]
 
 Prints a table with Zoll/distribution ratios; paste it into docs/benchmarks.md.
@@ -66,9 +65,7 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_distribution(
-    work: Path, storage: str, s3: EmbeddedSeaweed | None, proxy: bool = False
-) -> Server:
+def start_distribution(work: Path, storage: str, s3: EmbeddedSeaweed | None) -> Server:
     port = free_port()
     if storage == "s3":
         assert s3 is not None
@@ -84,8 +81,6 @@ def start_distribution(
                 "chunksize": 16 * 1024 * 1024,
             }
         }
-        if proxy:  # pulls through distribution itself, as Zoll proxies them
-            storage_conf["redirect"] = {"disable": True}
     else:
         storage_conf = {"filesystem": {"rootdirectory": str(work / "distribution")}}
     config = {
@@ -373,9 +368,6 @@ def main() -> int:
     parser.add_argument(
         "--s3-redirect", action="store_true", help="Zoll answers pulls with 307 to S3 too"
     )
-    parser.add_argument(
-        "--s3-proxy-peer", action="store_true", help="distribution proxies pulls like Zoll"
-    )
     args = parser.parse_args(sys.argv[1:])
     for tool, package in (
         ("docker-registry", "docker-registry"),
@@ -397,7 +389,7 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {}
         try:
             for starter in (
-                lambda w, st, s: start_distribution(w, st, s, args.s3_proxy_peer),
+                start_distribution,
                 lambda w, st, s: start_zoll(w, st, args.workers, s, args.s3_redirect),
             ):
                 server = starter(work, args.storage, s3)
@@ -409,8 +401,7 @@ def main() -> int:
             if s3 is not None:
                 s3.stop()
     print(
-        f"\nstorage: {args.storage}{' (Zoll redirects pulls)' if args.s3_redirect else ''}"
-        f"{' (distribution proxies pulls)' if args.s3_proxy_peer else ''}, "
+        f"\nstorage: {args.storage}{' (Zoll redirects pulls)' if args.s3_redirect else ''}, "
         f"blob {args.size_mib} MiB, Zoll workers: {args.workers}, {os.cpu_count()} CPUs\n"
     )
     print("| measure | distribution 2.8 | Zoll | Zoll / distribution |")
