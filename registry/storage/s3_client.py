@@ -5,7 +5,7 @@ per process) and copy each part on its way out, so an S3 worker held ~100 MiB mo
 a filesystem one and proxied pulls ran at 0.4× (docs/benchmarks.md has the comparison).
 This client signs with `registry.storage.sigv4`, sends request bodies as the chunks
 they arrived in (`Body`: one bytes object, a sequence of them, never joined, or a stream
-of them whose length is known) and streams response bodies in large reads.
+of them whose length is known) and hands response bodies over as they arrive.
 
 Payloads are sent as `UNSIGNED-PAYLOAD`: the registry verifies every blob's digest before
 it stores it, and hashing each part again only to sign it cost a core's time per
@@ -43,7 +43,6 @@ Body = Bytes | Sequence[Bytes] | AsyncIterable[Bytes]
 a stream (sent once: a call with a stream body is not retried)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
-READ_SIZE = 1 << 20
 
 
 class S3Error(Exception):
