@@ -35,7 +35,7 @@ class CommandLogging(NamedTuple):
     format: str = "auto"
 
 
-_QUIET = ("botocore", "aiobotocore", "urllib3", "aiohttp.access", "pgserver")
+_QUIET = ("urllib3", "aiohttp.access", "pgserver")
 _pending: LogSettings | None = None
 _renderer: Any = None
 

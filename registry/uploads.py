@@ -28,7 +28,13 @@ from registry.logs import get_logger
 from registry.oci.digest import Digest
 from registry.oci.errors import ErrorCode, RegistryError
 from registry.oci.hashing import ResumableHasher
-from registry.storage.base import BlobDriver, StorageError, UploadLost, UploadWriter
+from registry.storage.base import (
+    BlobDriver,
+    ObjectTooLarge,
+    StorageError,
+    UploadLost,
+    UploadWriter,
+)
 from registry.storage.budget import ByteBudget
 
 CHUNK = 1 << 20
@@ -344,6 +350,12 @@ class UploadService:
                     asyncio.to_thread(_hash_all, hasher, chunks), writer.write(chunks)
                 )
 
+        limit = self.driver.max_object_size
+        declared = getattr(body, "declared", None)
+        if limit is not None and declared is not None and already + declared > limit:
+            raise _too_large(f"this upload would reach {already + declared} bytes", limit)
+        if declared is not None:
+            writer.expect(declared)
         try:
             await self.budget.acquire(2 * CHUNK)
         except StorageError as exc:
@@ -368,6 +380,8 @@ class UploadService:
                 pending = None
             if batch:
                 await process(batch)
+        except ObjectTooLarge as exc:
+            raise _too_large(str(exc), limit) from exc
         except StorageError as exc:
             raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc
         finally:
@@ -427,6 +441,16 @@ def _out_of_order(session: sessions.Session) -> RegistryError:
         ErrorCode.RANGE_INVALID,
         f"chunk must start at byte {session.size}",
         headers={"Range": f"0-{end}", "Docker-Upload-UUID": str(session.id)},
+    )
+
+
+def _too_large(problem: str, limit: int | None) -> RegistryError:
+    """A blob larger than the store can hold: refused (413, not a 503 to retry)."""
+    return RegistryError(
+        ErrorCode.BLOB_UPLOAD_INVALID,
+        f"blob too large for this registry's storage: {problem}",
+        detail={"limit": limit},
+        status=413,
     )
 
 

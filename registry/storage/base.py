@@ -31,6 +31,11 @@ class UploadLost(StorageError):
     """The data of an upload session is gone from storage (expired or cleaned up)."""
 
 
+class ObjectTooLarge(StorageError):
+    """The blob would pass what the store can hold in one object (S3: 5 TiB); the
+    client's request is refused, not retried."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     key: str
@@ -44,6 +49,11 @@ class UploadWriter(Protocol):
     @property
     def size(self) -> int:
         """Bytes written so far, including earlier requests."""
+        ...
+
+    def expect(self, size: int) -> None:
+        """The request being written brings `size` more bytes (its Content-Length): a
+        driver may send them as they arrive instead of buffering them (S3 parts)."""
         ...
 
     async def write(self, chunks: Sequence[bytes]) -> None:
@@ -76,6 +86,8 @@ class BlobDriver(Protocol):
     """Where blob bytes live."""
 
     name: str
+    max_object_size: int | None
+    """The largest blob the store can hold (None: no limit of its own)."""
 
     async def start(self) -> None: ...
 

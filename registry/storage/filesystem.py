@@ -77,6 +77,9 @@ class _FileUploadWriter:
             if written:
                 views[0] = views[0][written:]
 
+    def expect(self, size: int) -> None:
+        """Nothing to plan: bytes go to the file as they come."""
+
     async def write(self, chunks: Sequence[bytes]) -> None:
         offset = self._size
         self._size += sum(len(c) for c in chunks)
@@ -179,6 +182,7 @@ class FilesystemDriver:
     """Blobs as files under `root`."""
 
     name = "filesystem"
+    max_object_size: int | None = None
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root

@@ -90,6 +90,9 @@ class _GuardedWriter:
     def size(self) -> int:
         return self._w.size
 
+    def expect(self, size: int) -> None:
+        self._w.expect(size)
+
     async def write(self, chunks: Sequence[bytes]) -> None:
         # A write may also wait for upload buffer memory (storage.buffer_wait, its own 503).
         await self._g.call("write", self._w.write(chunks), extra=self._g.config.buffer_wait)
@@ -124,6 +127,7 @@ class GuardedDriver:
         self.inner = driver
         self.config = config
         self.name = driver.name
+        self.max_object_size = driver.max_object_size
         self.health = StorageHealth(config.stall_cooldown)
 
     async def call(

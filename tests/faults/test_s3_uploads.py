@@ -48,10 +48,11 @@ async def _budget_metric(http: aiohttp.ClientSession, live: LiveRegistry) -> flo
 
 
 async def _upload_while_the_store_dies(
-    http: aiohttp.ClientSession, live: LiveRegistry, store: FaultySeaweed
+    http: aiohttp.ClientSession, live: LiveRegistry, store: FaultySeaweed, announced: bool
 ) -> int:
-    """A chunked PATCH of three parts: the first reaches S3, then S3 is killed, so the
-    second part fails in the background and the third finds that failure."""
+    """A PATCH of three parts: the first reaches S3, then S3 is killed, so the second
+    part fails in the background and the third finds that failure. `announced`: with a
+    Content-Length, so its parts are streamed rather than buffered."""
     async with http.post(f"{live.url}/v2/faults/app/blobs/uploads/") as r:
         assert r.status == 202
         location = r.headers["Location"]
@@ -65,17 +66,22 @@ async def _upload_while_the_store_dies(
             yield b"b" * MiB
 
     url = location if location.startswith("http") else live.url + location
-    async with http.patch(url, data=body()) as r:
+    headers = {"Content-Length": str(18 * MiB)} if announced else {}
+    async with http.patch(url, data=body(), headers=headers) as r:
         await r.read()
         return r.status
 
 
+@pytest.mark.parametrize("announced", [False, True], ids=["chunked", "streamed"])
 async def test_failed_multipart_uploads_give_their_buffer_back(
-    zoll_on_faulty_s3: LiveRegistry, s3_fault: FaultySeaweed, http: aiohttp.ClientSession
+    zoll_on_faulty_s3: LiveRegistry,
+    s3_fault: FaultySeaweed,
+    http: aiohttp.ClientSession,
+    announced: bool,
 ) -> None:
     live = zoll_on_faulty_s3
     for _ in range(3):  # three leaks of 7 MiB used to exhaust a 16 MiB budget for good
-        status = await _upload_while_the_store_dies(http, live, s3_fault)
+        status = await _upload_while_the_store_dies(http, live, s3_fault, announced)
         assert status == 503
         await asyncio.to_thread(s3_fault.restart)
         assert live.registry.budget.used == 0

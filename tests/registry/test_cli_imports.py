@@ -10,8 +10,7 @@ import sys
 
 HEAVY = (
     "pgserver",
-    "boto3",
-    "aiobotocore",
+    "registry.storage.s3",
     "aiohttp",
     "sigstore",
     "policy.analyzer",

@@ -61,8 +61,11 @@ class RequestBody:
     everything buffered into one new bytes object (a big allocation and a copy per
     call), `readchunk()` hands the chunks over as they are."""
 
-    def __init__(self, stream: StreamReader) -> None:
+    def __init__(self, stream: StreamReader, declared: int | None = None) -> None:
         self._stream = stream
+        self.declared = declared
+        """Content-Length, when the client sent one: a blob the store cannot hold is
+        refused before its body is read."""
 
     async def readany(self) -> bytes:
         while True:
@@ -93,7 +96,9 @@ async def start_upload(request: web.Request) -> web.StreamResponse:
     if "digest" in request.query:
         digest = parse_digest(request.query["digest"])
         try:
-            info = await reg.uploads.monolithic(name, digest, RequestBody(request.content))
+            info = await reg.uploads.monolithic(
+                name, digest, RequestBody(request.content, request.content_length)
+            )
         except RegistryError as err:
             if err.code is ErrorCode.DIGEST_INVALID:
                 DIGEST_MISMATCHES.inc()
@@ -119,7 +124,10 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
     state = await reg.uploads.append(
-        name, request.match_info["upload"], RequestBody(request.content), content_range(request)
+        name,
+        request.match_info["upload"],
+        RequestBody(request.content, request.content_length),
+        content_range(request),
     )
     BLOB_BYTES_RECEIVED.inc(state.received)
     return _progress(name, str(state.id), state.size, 202)
@@ -130,7 +138,7 @@ async def finish_upload(request: web.Request) -> web.StreamResponse:
     reg = registry_of(request)
     name = repo_name(request)
     digest = parse_digest(request.query.get("digest"))
-    body = RequestBody(request.content) if _has_body(request) else None
+    body = RequestBody(request.content, request.content_length) if _has_body(request) else None
     try:
         info = await reg.uploads.finish(
             name, request.match_info["upload"], digest, body, content_range(request)
