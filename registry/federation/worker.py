@@ -12,8 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-import asyncpg
-
+from registry.db.notify import Listener
 from registry.federation.follower import FollowError, follow_once
 from registry.federation.service import Federation
 from registry.federation.wakeups import CHANNEL
@@ -45,12 +44,13 @@ class FederationWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._wakers = {"publish": asyncio.Event(), "follow": asyncio.Event()}
-        self._listener: asyncpg.Connection | None = None
-        self._listening = asyncio.Lock()
+        self._listener = Listener(
+            services.config.database.dsn, {CHANNEL: self._woken}, self._wake_all
+        )
 
     async def start(self) -> None:
         config = self.federation.config.federation
-        await self._listen()
+        await self._listener.start()
         witness, follow = self._wakers["publish"], self._wakers["follow"]
         self._tasks.append(
             asyncio.create_task(self._every(config.witness_seconds, self.witness_round, witness))
@@ -59,20 +59,13 @@ class FederationWorker:
             asyncio.create_task(self._every(config.poll_seconds, self.follow_round, follow))
         )
 
-    async def _listen(self) -> None:
-        """(Re)open the connection that hears wake-ups; without it the rounds still run
-        at their intervals (PostgreSQL restarting, say), and the next round reconnects."""
-        async with self._listening:
-            if self._listener is not None and not self._listener.is_closed():
-                return
-            try:
-                self._listener = await asyncpg.connect(self.svc.config.database.dsn)
-                await self._listener.add_listener(CHANNEL, self._woken)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("federation wake-ups not heard", error=str(exc))
+    def _wake_all(self) -> None:
+        """Wake-ups sent while the database was away were lost: run both rounds."""
+        for event in self._wakers.values():
+            event.set()
 
-    def _woken(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        if isinstance(payload, str) and payload in self._wakers:
+    def _woken(self, payload: str) -> None:
+        if payload in self._wakers:
             self._wakers[payload].set()
 
     async def stop(self) -> None:
@@ -82,9 +75,7 @@ class FederationWorker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+        await self._listener.close()
 
     async def _every(
         self, seconds: float, work: Callable[[], Awaitable[None]], woken: asyncio.Event
@@ -93,7 +84,6 @@ class FederationWorker:
         while not self._stop.is_set():
             woken.clear()
             try:
-                await self._listen()
                 await work()
             except Exception:  # a bad round is logged; the next one tries again
                 log.exception("federation round failed", work=work.__name__)

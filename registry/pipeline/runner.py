@@ -19,6 +19,7 @@ from attest.trust_policy import TrustPolicyError
 from registry.audit import Actor, acting_as
 from registry.content import on_manifest_stored
 from registry.db import manifests as manifest_rows
+from registry.db.notify import Listener
 from registry.http.state import Registry
 from registry.logs import get_logger
 from registry.metrics import JOB_OUTCOMES
@@ -158,15 +159,22 @@ class PipelineRunner:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listener: asyncpg.Connection | None = None
+        self._listener = Listener(
+            services.config.database.dsn,
+            {
+                NOTIFY_CHANNEL: lambda _: self._wake.set(),
+                RELOAD_CHANNEL: lambda _: self.reload_soon(),
+            },
+        )
 
     async def start(self) -> None:
-        self._listener = await asyncpg.connect(self.svc.config.database.dsn)
-        await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-        await self._listener.add_listener(RELOAD_CHANNEL, lambda *_: self.reload_soon())
+        await self._listener.start()
         for n in range(self.config.concurrency):
             self._tasks.append(asyncio.create_task(self._work(f"{self.worker}:{n}")))
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+
+    def _reload_heard(self, _payload: str) -> None:
+        self.reload_soon()
 
     def reload_soon(self) -> None:
         """Reload the trust policy in a task of its own (from a signal or a NOTIFY)."""
@@ -183,8 +191,7 @@ class PipelineRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._listener is not None:
-            await self._listener.close()
+        await self._listener.close()
 
     async def _work(self, name: str) -> None:
         """One job slot. When the database goes away (restarted, failed over) mid-job, the

@@ -7,10 +7,13 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 
 from attest.tlog.entries import admission_record
+from registry.db.notify import RETRY_SECONDS
 from registry.federation.follower import follow_once
 from registry.federation.worker import FederationWorker
 from tests.federation.nodes import append_decisions, federation_of, nodes, pin
@@ -80,6 +83,50 @@ async def test_a_follower_reads_on_at_once_when_its_peer_admits(
         else:
             raise AssertionError(f"b did not read a's log past 2 entries (a has {size})")
         assert time.monotonic() - started < 20 < 60
+
+
+async def test_wake_ups_are_heard_again_after_the_database_cut_every_connection(
+    pg_admin_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A failover or restart ends the connections that hear NOTIFY: they come back by
+    themselves, so the follower is still current within seconds, not at the next 60 s."""
+    slow = {"poll_seconds": 60, "witness_seconds": 60}
+    follow = {"federation": {**slow, "follow": [{"peer": "zoll-a", "repositories": ["*"]}]}}
+    async with (
+        nodes(pg_admin_dsn, tmp_path, "zoll-a", pipeline=True, federation=slow) as first,
+        nodes(pg_admin_dsn, tmp_path, "zoll-b", pipeline=True, **follow) as second,
+    ):
+        a, b = first["zoll-a"], second["zoll-b"]
+        await pin(http, a, b)
+        await pin(http, b, a)
+        await append_decisions(a, 2)
+        await a.services.federation.cosigning.collect(await a.services.federation.peers())
+        assert await _caught_up(b, 2), "not following"
+        admin = await asyncpg.connect(pg_admin_dsn)
+        try:
+            for node in (a, b):
+                database = urlsplit(node.services.config.database.dsn or "").path.lstrip("/")
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    database,
+                )
+        finally:
+            await admin.close()
+        await asyncio.sleep(2 * RETRY_SECONDS + 0.5)  # the listeners reconnect
+        started = time.monotonic()
+        for _ in range(20):  # the pools meet the connections that were cut first
+            try:
+                await push_image(http, a.url, "demo/app", Image.random(), "1.0")
+                break
+            except AssertionError:
+                await asyncio.sleep(0.25)
+        size = 0
+        while time.monotonic() - started < 20:
+            size = await a.services.log.size()
+            if size > 2 and await _caught_up(b, size, wait=0.2):
+                break
+        else:
+            raise AssertionError(f"b did not read a's log past 2 entries (a has {size})")
 
 
 async def _caught_up(node: LiveRegistry, size: int, wait: float = 10) -> bool:
