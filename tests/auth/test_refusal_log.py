@@ -4,16 +4,28 @@ the answer hides the repository (404 NAME_UNKNOWN, by design)."""
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from registry.config import LogConfig
+from registry.http import middleware
+from registry.logs import configure_logging, get_logger
 from tests.auth.conftest import Accounts, basic
 from tests.support.servers import LiveRegistry
 
 
 async def test_the_log_names_who_was_refused(
-    secured: LiveRegistry, people: Accounts, http: aiohttp.ClientSession
+    secured: LiveRegistry,
+    people: Accounts,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Info level, whatever an earlier test of this process configured (an in-process CLI
+    # logs warnings only), and a fresh access logger: the service's own is cached with the
+    # processors of its first use and would bypass the capture.
+    configure_logging(LogConfig(level="info", format="json"))
+    monkeypatch.setattr(middleware, "log", get_logger("zoll.access"))
     name, secret = await people.robot("ci", ("demo", "pusher"))
     auth = {"Authorization": basic(name, secret)}
     with capture_logs(processors=[merge_contextvars]) as logs:

@@ -4,6 +4,7 @@ its own SeaweedFS (never the session's shared one, which other tests rely on).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import boto3
 import pytest
 
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from tests.support.served import ZOLL
-from tests.support.servers import S3Server
+from tests.support.servers import TEST_BUCKET, S3Server
 
 
 class FaultySeaweed:
@@ -50,6 +52,22 @@ class FaultySeaweed:
         self.weed.stop()
         self.weed.start()
 
+    def warm(self) -> None:
+        """Take a first write into the tests' bucket: SeaweedFS grows the bucket's volumes
+        then, which takes seconds on a busy machine — longer than the stall tests' 3 s
+        deadlines, which must measure stalls, not that."""
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.weed.endpoint,
+            aws_access_key_id=self.weed.access_key,
+            aws_secret_access_key=self.weed.secret_key,
+            region_name="us-east-1",
+        )
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=TEST_BUCKET)
+        client.put_object(Bucket=TEST_BUCKET, Key="warm", Body=b"warm")
+        client.delete_object(Bucket=TEST_BUCKET, Key="warm")
+
     def ensure_running(self) -> None:
         """Undo whatever the last test did to the store."""
         if self.weed.pid is not None:
@@ -66,6 +84,7 @@ def faulty_s3() -> Iterator[FaultySeaweed]:
     with tempfile.TemporaryDirectory(prefix="zoll-faulty-s3-") as folder:
         store = FaultySeaweed(Path(folder))
         store.weed.start()
+        store.warm()
         try:
             yield store
         finally:

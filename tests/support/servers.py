@@ -23,6 +23,9 @@ from registry.pipeline.runner import PipelineRunner
 from registry.pipeline.services import PipelineServices
 from registry.service import close_registry, open_registry
 
+TEST_BUCKET = "zoll-tests"
+"""The bucket every S3 test uses, each under a prefix of its own."""
+
 
 @dataclass(frozen=True)
 class S3Server:
@@ -53,7 +56,7 @@ def registry_config(
             "endpoint": s3.endpoint,
             "access_key": s3.access_key,
             "secret_key": s3.secret_key,
-            "bucket": "zoll-tests",
+            "bucket": TEST_BUCKET,
             "prefix": f"{uuid.uuid4().hex[:12]}/",
             "part_size": 5 * 1024 * 1024,
         }
