@@ -788,8 +788,9 @@ class CountingDriver:
         if s3 is not None:
             s3_driver = inner.inner
 
-            async def counted(operation: str, **kwargs: Any) -> Any:
-                self.calls[f"s3 {operation}"] += 1
+            async def counted(operation: Any, **kwargs: Any) -> Any:
+                # the driver passes the client's coroutine: count it by its method's name
+                self.calls[f"s3 {getattr(operation, '__qualname__', operation)}"] += 1
                 return await s3(operation, **kwargs)
 
             s3_driver.call = counted
