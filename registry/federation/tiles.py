@@ -16,6 +16,7 @@ from aiohttp import web
 
 from attest.tlog.checkpoint import SignedCheckpoint
 from attest.tlog.tiles import (
+    TILE_WIDTH,
     Tile,
     TileError,
     encode_bundle,
@@ -73,40 +74,62 @@ async def _tile_bytes(federation: Federation, log_id: int, tile: Tile) -> bytes:
     return b"".join(hashes)
 
 
+CATCH_UP = TILE_WIDTH * TILE_WIDTH
+"""Leaves one publishing transaction covers at most (65,536: two full tile levels). A
+first publication of a large log, or one far behind, goes in steps, so no publisher
+holds the log's lock for the whole backfill (the pipeline publishes before asking
+witnesses and would wait meanwhile) and a crash loses one step, not all of it."""
+
+
+def _next_stop(published: int, size: int) -> int:
+    """Where the step after `published` ends: `size`, or the next multiple of CATCH_UP."""
+    return min(size, (published // CATCH_UP + 1) * CATCH_UP)
+
+
 async def publish(federation: Federation, driver: BlobDriver, signed: SignedCheckpoint) -> int:
     """Write the tiles up to `signed`'s size and then the checkpoint; return how many tiles
-    were written. Idempotent: a crash halfway writes the same tiles again next time.
-    Publishers take turns (a transaction lock per log), so a smaller checkpoint never
-    overwrites a larger one that another process published meanwhile."""
+    were written. Idempotent: a crash halfway writes the last step's tiles again next time.
+    Publishers take turns (a transaction lock per log, per step), so a smaller checkpoint
+    never overwrites a larger one that another process published meanwhile."""
     log_id = await federation.log.log_id()
     size = signed.checkpoint.size
-    async with federation.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tlog-tiles'), $1)", log_id)
-        published = (
-            await conn.fetchval("SELECT size FROM tlog_tiles WHERE log_id = $1", log_id) or 0
-        )
-        if published > size:
-            return 0  # another worker published further already
-        tiles = tiles_between(published, size)
-        for tile in tiles:
-            await driver.put_object(
-                PREFIX + tile.path(), await _tile_bytes(federation, log_id, tile)
+    written = 0
+    passed: list[int] = []  # sizes published before, whose partial tiles are superseded
+    while True:
+        async with federation.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tlog-tiles'), $1)", log_id)
+            published = (
+                await conn.fetchval("SELECT size FROM tlog_tiles WHERE log_id = $1", log_id) or 0
             )
-        await driver.put_object(PREFIX + "checkpoint", signed.to_text().encode())
-        await conn.execute(
-            """INSERT INTO tlog_tiles (log_id, size) VALUES ($1, $2)
-               ON CONFLICT (log_id) DO UPDATE SET size = $2, updated_at = now()""",
-            log_id,
-            size,
-        )
-    for old in partial_tiles(published):
+            if published > size:
+                break  # another worker published further already
+            stop = _next_stop(published, size)
+            tiles = tiles_between(published, stop)
+            for tile in tiles:
+                await driver.put_object(
+                    PREFIX + tile.path(), await _tile_bytes(federation, log_id, tile)
+                )
+            if stop == size:  # only a whole publication has a checkpoint to read it by
+                await driver.put_object(PREFIX + "checkpoint", signed.to_text().encode())
+            await conn.execute(
+                """INSERT INTO tlog_tiles (log_id, size) VALUES ($1, $2)
+                   ON CONFLICT (log_id) DO UPDATE SET size = $2, updated_at = now()""",
+                log_id,
+                stop,
+            )
+        passed.append(published)
+        written += len(tiles)
+        if stop == size:
+            break
+    kept = partial_tiles(size)
+    for old in {tile for before in passed for tile in partial_tiles(before)}:
         # Superseded by a wider tile. A reader of the older checkpoint gets 404 for it and
         # reads the newer checkpoint instead (tlog-tiles clients must handle that).
-        if old not in partial_tiles(size):
+        if old not in kept:
             await driver.delete(PREFIX + old.path())
-    if tiles:
-        log.info("log tiles published", size=size, tiles=len(tiles))
-    return len(tiles)
+    if written:
+        log.info("log tiles published", size=size, tiles=written)
+    return written
 
 
 @requires(PUBLIC)

@@ -11,9 +11,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import pytest
 
 from attest.tlog.entries import admission_record
 from registry.db.notify import RETRY_SECONDS
+from registry.federation import tiles
 from registry.federation.follower import follow_once
 from registry.federation.worker import FederationWorker
 from tests.federation.nodes import append_decisions, federation_of, nodes, pin
@@ -53,6 +55,51 @@ async def test_a_bundle_larger_than_one_read_arrives_whole(
         # nothing new: the next round reads nothing and stays verified
         again = await follow_once(federation_of(b), peer, b.services.jobs)
         assert (again.read, again.verified_size) == (0, 7)
+
+
+async def test_a_log_far_behind_is_published_in_steps_and_read_whole(
+    pg_admin_dsn: str,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first publication of a large log (an upgrade, a restored node) commits its tiles
+    step by step, so the lock that the pipeline's witnessing waits for is never held for
+    all of it; a follower still reads the whole log, and no step's partial tile is left."""
+    monkeypatch.setattr(tiles, "CATCH_UP", 256)  # 65,536 leaves in the service
+    follow = {"follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
+    async with (
+        nodes(pg_admin_dsn, tmp_path, "zoll-a") as first,
+        nodes(pg_admin_dsn, tmp_path, "zoll-b", federation=follow) as second,
+    ):
+        a, b = first["zoll-a"], second["zoll-b"]
+        await pin(http, b, a)
+        async with a.registry.pool.acquire() as conn:  # every committed publication, in order
+            await conn.execute(
+                """CREATE TABLE published_sizes (n serial, size bigint);
+                   CREATE FUNCTION note_size() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN INSERT INTO published_sizes (size) VALUES (NEW.size); RETURN NEW; END $$;
+                   CREATE TRIGGER note_size AFTER INSERT OR UPDATE ON tlog_tiles
+                   FOR EACH ROW EXECUTE FUNCTION note_size();"""
+            )
+        await append_decisions(a, 600)
+        await FederationWorker(a.services).witness_round()
+        sizes = [
+            r["size"]
+            for r in await a.registry.pool.fetch("SELECT size FROM published_sizes ORDER BY n")
+        ]
+        assert [s for s in sizes if s > 0] == [256, 512, 600]
+        partial = {
+            "tile/" + str(p).split("/tile/", 1)[1]
+            for p in (tmp_path / "zoll-a").rglob("*")
+            if p.is_file() and p.parent.name.endswith(".p")
+        }
+        # 600 = 2·256 + 88 entries (a Zoll-named bundle) and level-0 hashes, and 2
+        # level-1 hashes; the first step's tile/1/000.p/1 is gone
+        assert partial == {"tile/zoll-entries/002.p/88", "tile/0/002.p/88", "tile/1/000.p/2"}
+        [peer] = await federation_of(b).peers()
+        result = await follow_once(federation_of(b), peer, b.services.jobs)
+        assert (result.read, result.verified_size) == (600, await a.services.log.size())
 
 
 async def test_a_follower_reads_on_at_once_when_its_peer_admits(
