@@ -29,9 +29,8 @@ listing call per page of objects.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,8 +52,6 @@ log = get_logger("zoll.gc")
 GC_LOCK = 0x5A4F4743  # "ZOGC"
 BATCH = 500
 """Rows per sweep transaction: bounds memory, lock hold time and the work lost to a crash."""
-DELETES_IN_FLIGHT = 16
-"""Storage deletes a blob batch sends at once."""
 T = TypeVar("T")
 
 _KEPT = """
@@ -228,14 +225,15 @@ async def _unreferenced_links(pool: asyncpg.Pool, grace: float) -> int:
             after = (candidates[-1]["repository_id"], candidates[-1]["digest"])
 
 
-async def _bounded(calls: list[Awaitable[T]], limit: int) -> list[T | BaseException]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(call: Awaitable[T]) -> T:
-        async with gate:
-            return await call
-
-    return await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+async def _delete_all(registry: Registry, keys: list[str]) -> dict[str, str]:
+    """Key → why, for each key that may still be stored (all of them if the store
+    could not be asked)."""
+    if not keys:
+        return {}
+    try:
+        return await registry.driver.delete_many(keys)
+    except StorageError as exc:
+        return dict.fromkeys(keys, str(exc))
 
 
 async def _unlinked_blobs(registry: Registry, grace: float) -> tuple[int, int]:
@@ -266,12 +264,15 @@ async def _unlinked_blobs(registry: Registry, grace: float) -> tuple[int, int]:
                 grace,
             )
             # Still under the digest locks: no upload can re-publish these bytes meanwhile.
-            outcomes = await _bounded(
-                [registry.driver.delete(r["storage_key"]) for r in gone], DELETES_IN_FLIGHT
-            )
-            kept = [r for r, out in zip(gone, outcomes, strict=True) if out is not None]
+            # One request for the batch (S3's DeleteObjects), not one per blob.
+            failed = await _delete_all(registry, [r["storage_key"] for r in gone])
+            kept = [r for r in gone if r["storage_key"] in failed]
             if kept:  # a delete that failed keeps its row: its bytes may still be there
-                log.warning("blob deletes failed", count=len(kept), error=str(outcomes[0]))
+                log.warning(
+                    "blob deletes failed",
+                    count=len(kept),
+                    error=failed[kept[0]["storage_key"]],
+                )
                 await conn.execute(
                     """INSERT INTO blobs (digest, size, storage_key, created_at)
                        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],
@@ -288,9 +289,7 @@ async def _unlinked_blobs(registry: Registry, grace: float) -> tuple[int, int]:
                     ),
                 )
             deleted += len(gone) - len(kept)
-            freed += sum(
-                int(r["size"]) for r, out in zip(gone, outcomes, strict=True) if out is None
-            )
+            freed += sum(int(r["size"]) for r in gone if r["storage_key"] not in failed)
 
 
 def _upload_of_key(key: str) -> str:

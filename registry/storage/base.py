@@ -136,6 +136,12 @@ class BlobDriver(Protocol):
         """Delete `key`; missing keys are not an error."""
         ...
 
+    async def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete `keys` (missing ones are not an error) in as few requests as the store
+        allows; return key → why for each key that may still be there. Raises
+        StorageError when the store could not be asked at all."""
+        ...
+
     def list_blobs(self) -> AsyncIterator[StoredObject]:
         """Every stored blob object (for the orphan sweep of GC)."""
         ...

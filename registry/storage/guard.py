@@ -248,6 +248,9 @@ class GuardedDriver:
     async def delete(self, key: str) -> None:
         await self.call("delete", self.inner.delete(key))
 
+    async def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        return await self.call("delete", self.inner.delete_many(keys))
+
     async def list_blobs(self) -> AsyncIterator[StoredObject]:
         async for item in self._listing("list_blobs", self.inner.list_blobs()):
             yield item

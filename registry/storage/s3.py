@@ -44,7 +44,7 @@ from registry.storage.base import (
 )
 from registry.storage.budget import ByteBudget
 from registry.storage.filesystem import content_key
-from registry.storage.s3_client import S3Client, S3Error
+from registry.storage.s3_client import DELETE_BATCH, S3Client, S3Error
 from registry.storage.sigv4 import Credentials
 
 T = TypeVar("T")
@@ -458,6 +458,16 @@ class S3Driver:
     async def delete(self, key: str, *, absolute: bool = False) -> None:
         with contextlib.suppress(BlobMissing):
             await self.call(self.client.delete_object(key if absolute else self.key(key)))
+
+    async def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """One DeleteObjects request per 1,000 keys, not one request per key."""
+        failed: dict[str, str] = {}
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            by_full = {self.key(k): k for k in batch}
+            errors = await self.call(self.client.delete_objects(list(by_full)))
+            failed.update({by_full.get(k, k): why for k, why in errors.items()})
+        return failed
 
     async def _list(self, prefix: str) -> AsyncIterator[StoredObject]:
         try:

@@ -18,6 +18,8 @@ its call is tried once.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import random
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
@@ -41,6 +43,8 @@ Bytes = bytes | bytearray | memoryview
 Body = Bytes | Sequence[Bytes] | AsyncIterable[Bytes]
 """A request body: bytes, the chunks of one (sent as they are, replayable for retries), or
 a stream (sent once: a call with a stream body is not retried)."""
+DELETE_BATCH = 1000
+"""Keys one DeleteObjects request may name (S3's limit)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 
@@ -285,6 +289,33 @@ class S3Client:
 
     async def delete_object(self, key: str) -> None:
         await self._done("DeleteObject", "DELETE", key)
+
+    async def delete_objects(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete up to DELETE_BATCH keys in one request (DeleteObjects, quiet: S3 lists
+        only the keys it failed to delete; a missing key counts as deleted). Returns
+        key → S3's error code and message for each failure."""
+        assert 0 < len(keys) <= DELETE_BATCH, "DeleteObjects takes 1 to 1,000 keys"
+        root = ET.Element("Delete")
+        ET.SubElement(root, "Quiet").text = "true"
+        for key in keys:
+            ET.SubElement(ET.SubElement(root, "Object"), "Key").text = key
+        body = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+        headers = {
+            # S3 requires an integrity check on this call; SigV4 does not sign the body
+            # (UNSIGNED-PAYLOAD), so Content-MD5 it is.
+            "Content-MD5": base64.b64encode(
+                hashlib.md5(body, usedforsecurity=False).digest()
+            ).decode(),
+            "Content-Type": "application/xml",
+        }
+        resp = await self.request(
+            "DeleteObjects", "POST", None, query={"delete": ""}, headers=headers, body=body
+        )
+        result = await self._xml("DeleteObjects", resp)
+        return {
+            _text(error, "Key"): f"{_text(error, 'Code')} {_text(error, 'Message')}".strip()
+            for error in _children(result, "Error")
+        }
 
     async def list_objects(self, prefix: str) -> AsyncIterator[Listed]:
         """Every object under `prefix` (ListObjectsV2, page by page)."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+from collections.abc import Sequence
 
 import aiohttp
 import pytest
@@ -169,11 +170,12 @@ async def test_concurrent_pushes_never_lose_content(
             assert await readable(zoll, http, name, sha256(blob))
 
 
-async def test_sweeps_in_batches_cost_one_storage_call_per_blob(
+async def test_sweeps_in_batches_delete_each_batch_in_one_storage_call(
     zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With batches of two, every sweep crosses several batches (and repositories): all
-    garbage goes, nothing kept does, and each collected blob costs one storage delete."""
+    garbage goes, nothing kept does, and each batch of blobs is one storage call that
+    names each collected blob once."""
     monkeypatch.setattr("registry.gc.BATCH", 2)
     kept = {}
     for name in ("a/one", "b/two", "c/three"):
@@ -184,20 +186,22 @@ async def test_sweeps_in_batches_cost_one_storage_call_per_blob(
         await push_image(http, zoll.url, name, dropped, dropped.digest)  # untagged
         for _ in range(3):
             await push_blob(http, zoll.url, name, os.urandom(300))  # never referenced
-    deletes: list[str] = []
-    real_delete = zoll.registry.driver.delete
+    calls: list[list[str]] = []
+    real_delete = zoll.registry.driver.delete_many
 
-    async def counted(key: str) -> None:
-        deletes.append(key)
-        await real_delete(key)
+    async def counted(keys: Sequence[str]) -> dict[str, str]:
+        calls.append(list(keys))
+        return await real_delete(keys)
 
-    monkeypatch.setattr(zoll.registry.driver, "delete", counted)
+    monkeypatch.setattr(zoll.registry.driver, "delete_many", counted)
 
     report = await collect(zoll.registry, grace=0)
 
     assert report.manifests == 3
     assert report.blobs == 3 * (3 + 3)  # the dropped images' config and layers, the strays
+    deletes = [key for call in calls for key in call]
     assert len(deletes) == len(set(deletes)) == report.blobs
+    assert all(len(call) <= 2 for call in calls)
     assert set(report.seconds) == {"uploads", "manifests", "links", "blobs", "storage"}
     for name, image in kept.items():
         for blob in (image.config, *image.layers):
