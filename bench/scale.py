@@ -2,17 +2,23 @@
 layers to a multiple of a small base, then measure what must not grow with it.
 
     python -m bench scale [--scales 1,10,100] [--storage filesystem|s3] [--rounds 200]
+                          [--parts listings,verifiers,gc]
 
 At 1× the registry holds 100 repositories, 1,000 image manifests, 10,000 blobs, 10
 referrers on one subject, 10,000 transparency-log entries, 10,000 audit events and
 1,000 judged images; 100× is the size of issue 24. Filling goes through the driver
 (`put`, no fsync on the filesystem) and COPY into the service's tables; the log's
 subtrees come from its own `CompactRange`, the audit chain from its own `event_hash`,
-and both are checked with the service's own verifiers before anything is measured.
+and both are checked with the service's own verifiers before anything is measured. The
+tables are then vacuumed (as autovacuum would have by then), and the started service is
+left to publish the log's tiles before any measurement.
 
 Measured at each scale, against a `zoll serve` on the filled database:
-- `/v2/_catalog`, tag listing and referrers listing (pages of 100 after random `last`),
-  `/api/v1` image status and image listing, inclusion and consistency proofs: p50/p99;
+- `/v2/_catalog`, tag listing and referrers listing (whole pages of 50 after a random
+  `last`; referrers: the first 10), `/api/v1` image status and image listing, inclusion
+  and consistency proofs: p50/p99, and the database blocks each request touched
+  (PostgreSQL's own counters: the load-free measure of O(page), where time also carries
+  the machine's load and where the pages came from);
 - `zoll log verify` (a consistency proof between two signed checkpoints) and
   `zoll audit verify`, full and incremental from the last verified head, as the CLI;
 - online GC in a process of its own with the driver's calls counted, and the p99 of
@@ -70,6 +76,11 @@ BIG_ALIASES = 10
 """Tags on each manifest of the big repository (versions, their aliases)."""
 OLD = datetime.now(UTC) - timedelta(days=2)
 """Filled content is this old, so GC's grace period does not protect it."""
+PAGE = 50
+"""Items per listed page: whole after any start the bench picks, at 1× too (100
+repositories, 100 images in the big repository)."""
+REFERRER_PAGE = 10
+"""Referrers per listed page (the subject has 10 at 1×)."""
 PUSH_INTERVAL = 0.1
 """Seconds from one measured push to the next (10 pushes/s at most)."""
 GRACE = 3600.0
@@ -618,8 +629,24 @@ def pick(rng: random.Random, n: int, k: int) -> list[int]:
     return [rng.randrange(n) for _ in range(k)]
 
 
+STATS_FLUSH = 11.0
+"""Seconds for PostgreSQL's backends to publish their counters once idle: a backend that
+published less than a second ago waits PGSTAT_IDLE_INTERVAL (10 s) for the next."""
+
+
+async def db_blocks(pool: asyncpg.Pool) -> tuple[int, int]:
+    """Buffer hits and reads of the bench database so far, once the counters are out."""
+    await asyncio.sleep(STATS_FLUSH)
+    row = await pool.fetchrow(
+        "SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()"
+    )
+    assert row is not None
+    return int(row["blks_hit"]), int(row["blks_read"])
+
+
 async def listings(
     http: aiohttp.ClientSession,
+    pool: asyncpg.Pool,
     base: str,
     shape: Shape,
     manifests: dict[str, str],
@@ -629,11 +656,16 @@ async def listings(
     rng = random.Random(shape.scale)
     big = list(shape.big_manifests())
     subject = manifests["0"]
+    # Every listing starts where at least a whole page follows: at 1× the big repository
+    # holds only 100 images and the registry 100 repositories, so a random start gave
+    # half-full pages there and full ones beyond (a growth that was the bench's).
+    tag_names = sorted(f"t{m:07d}-{k}" for m in big for k in range(BIG_ALIASES))[:-PAGE]
+    image_digests = sorted(manifests[str(m)] for m in big)[:-PAGE]
 
     def page_of(limit: int) -> Callable[[Any], None]:
         def check(doc: Any) -> None:
             items = next(v for v in doc.values() if isinstance(v, list))
-            if len(items) > limit:
+            if len(items) != limit:
                 raise RuntimeError(f"a page of {len(items)} items, asked for {limit}")
 
         return check
@@ -641,19 +673,23 @@ async def listings(
     cases: dict[str, tuple[list[str], Callable[[Any], None] | None]] = {
         "catalog": (
             [
-                f"{base}/v2/_catalog?n=100&last={shape.repo(j)}"
-                for j in pick(rng, shape.repositories, rounds)
+                f"{base}/v2/_catalog?n={PAGE}&last={shape.repo(j)}"
+                for j in pick(rng, shape.repositories - PAGE - 1, rounds)
             ],
-            page_of(100),
+            page_of(PAGE),
         ),
         "tags": (
             [
-                f"{base}/v2/{BIG}/tags/list?n=100&last=t{rng.choice(big):07d}-{rng.randrange(BIG_ALIASES)}"
+                f"{base}/v2/{BIG}/tags/list?n={PAGE}&last={rng.choice(tag_names)}"
                 for _ in range(rounds)
             ],
-            page_of(100),
+            page_of(PAGE),
         ),
-        "referrers": ([f"{base}/v2/{BIG}/referrers/{subject}?n=100"] * rounds, None),
+        # 10 referrers at 1× (1,000 at 100×): the first page of 10 is whole at every scale.
+        "referrers": (
+            [f"{base}/v2/{BIG}/referrers/{subject}?n={REFERRER_PAGE}"] * rounds,
+            page_of(REFERRER_PAGE),
+        ),
         "image status": (
             [
                 f"{base}/api/v1/images/{shape.repo(shape.repo_of_manifest(m))}@{manifests[str(m)]}/status"
@@ -663,17 +699,22 @@ async def listings(
         ),
         "image listing": (
             [
-                f"{base}/api/v1/repositories/{BIG}/images?limit=100&after={manifests[str(rng.choice(big))]}"
+                f"{base}/api/v1/repositories/{BIG}/images?limit={PAGE}&after={rng.choice(image_digests)}"
                 for _ in range(rounds)
             ],
-            page_of(100),
+            page_of(PAGE),
         ),
         "repository listing": (
             [
-                f"{base}/api/v1/repositories?limit=100&after={shape.repo(j)}"
-                for j in pick(rng, shape.repositories, rounds)
+                f"{base}/api/v1/repositories?limit={PAGE}&after={shape.repo(j)}"
+                for j in pick(rng, shape.repositories - PAGE - 1, rounds)
             ],
-            page_of(100),
+            page_of(PAGE),
+        ),
+        # The first page holds the big repository, whose tags and images are counted.
+        "repository listing, first page": (
+            [f"{base}/api/v1/repositories?limit={PAGE}"] * rounds,
+            page_of(PAGE),
         ),
         "inclusion proof": (
             [
@@ -692,11 +733,20 @@ async def listings(
     }
     for name, (urls, check) in cases.items():
         await timed_gets(http, urls[:5], check)  # warm the connection and caches
+        hit0, read0 = await db_blocks(pool)
         ms = await timed_gets(http, urls, check)
+        hit1, read1 = await db_blocks(pool)
+        # Pages touched per request: the scale-free measure of O(page) (time also
+        # carries where the pages came from, and the machine's load).
+        blocks = (hit1 - hit0 + read1 - read0) / len(urls)
         out.values[f"{name} p50 ms"] = pct(ms, 0.5)
         out.values[f"{name} p99 ms"] = pct(ms, 0.99)
+        out.values[f"{name} db blocks/request"] = blocks
+        out.values[f"{name} db blocks read/request"] = (read1 - read0) / len(urls)
         print(
-            f"    {name:<22} p50 {pct(ms, 0.5):8.2f} ms   p99 {pct(ms, 0.99):8.2f} ms", flush=True
+            f"    {name:<22} p50 {pct(ms, 0.5):8.2f} ms   p99 {pct(ms, 0.99):8.2f} ms"
+            f"   {blocks:8.1f} db blocks ({(read1 - read0) / len(urls):.1f} read)",
+            flush=True,
         )
     async with http.get(f"{base}/v2/{BIG}/referrers/{subject}?n=100") as resp:
         out.notes["referrers in first page"] = len((await resp.json())["manifests"])
@@ -904,8 +954,33 @@ async def garbage_collection(
 # -- one scale ---------------------------------------------------------------------
 
 
+PARTS = ("listings", "verifiers", "gc")
+
+
+async def tiles_published(pool: asyncpg.Pool, shape: Shape, out: Result) -> None:
+    """Wait until the started service has published the filled log as tiles, as a running
+    registry would have: a first start on a log without tiles writes them all in the
+    background, and measuring meanwhile measured that (seen in pg_stat_activity)."""
+    start = time.perf_counter()
+    while True:
+        size = await pool.fetchval("SELECT max(size) FROM tlog_tiles")
+        if size is not None and size >= shape.log_entries:
+            break
+        if time.perf_counter() - start > 3600:
+            raise RuntimeError(f"log tiles not published after an hour (size {size})")
+        await asyncio.sleep(0.5)
+    out.values["tile backfill s"] = time.perf_counter() - start
+    print(f"    log tiles published in {out.values['tile backfill s']:.1f} s", flush=True)
+
+
 async def one_scale(
-    scale: int, storage: str, dsn_admin: str, root: Path, s3: EmbeddedSeaweed | None, rounds: int
+    scale: int,
+    storage: str,
+    dsn_admin: str,
+    root: Path,
+    s3: EmbeddedSeaweed | None,
+    rounds: int,
+    parts: tuple[str, ...] = PARTS,
 ) -> Result:
     from registry.service import close_registry, open_registry
     from tests.support.postgres import fresh_database
@@ -941,7 +1016,9 @@ async def one_scale(
         await fill_log(registry.pool, shape, manifests)
         await fill_audit(registry.pool, shape.audit_events)
         async with registry.pool.acquire() as conn:
-            await conn.execute("ANALYZE")
+            # As autovacuum would have by now: statistics, and the visibility map that lets
+            # index-only scans skip the heap (measuring while it runs would be noise).
+            await conn.execute("VACUUM (ANALYZE)")
         print(
             f"    filled in {time.perf_counter() - start:.0f} s "
             f"(rows {time.perf_counter() - t:.0f} s)",
@@ -954,10 +1031,14 @@ async def one_scale(
     pool = await _pg.create_pool(dsn, min_size=1, max_size=2)
     serve = start_zoll(env)
     try:
+        await tiles_published(pool, shape, out)
         async with aiohttp.ClientSession() as http:
-            await listings(http, serve.base, shape, manifests, rounds, out)
-            await verifiers(http, serve.base, env, pool, shape, work, out)
-            await garbage_collection(http, serve.base, env, storage, out)
+            if "listings" in parts:
+                await listings(http, pool, serve.base, shape, manifests, rounds, out)
+            if "verifiers" in parts:
+                await verifiers(http, serve.base, env, pool, shape, work, out)
+            if "gc" in parts:
+                await garbage_collection(http, serve.base, env, storage, out)
     finally:
         serve.stop()
         await pool.close()
@@ -987,6 +1068,9 @@ async def main(args: argparse.Namespace) -> None:
     from tests.support.postgres import running_postgres
 
     scales = [int(s) for s in args.scales.split(",")]
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if unknown := set(parts) - set(PARTS):
+        raise SystemExit(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {PARTS}")
     root = Path(tempfile.mkdtemp(prefix="zoll-scale-", dir=args.workdir))
     s3: EmbeddedSeaweed | None = None
     results = []
@@ -996,7 +1080,9 @@ async def main(args: argparse.Namespace) -> None:
             s3.start()
         with running_postgres() as dsn:
             for scale in scales:
-                results.append(await one_scale(scale, args.storage, dsn, root, s3, args.rounds))
+                results.append(
+                    await one_scale(scale, args.storage, dsn, root, s3, args.rounds, parts)
+                )
                 print(growth_table(results), flush=True)
                 if args.json:
                     Path(args.json).write_text(
@@ -1029,6 +1115,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--scales", default="1,10,100", help="multiples of the base (1,10,100)")
     parser.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="what to measure (listings,verifiers,gc)"
+    )
     parser.add_argument("--rounds", type=int, default=200, help="requests per listing measured")
     parser.add_argument("--workdir", help="where to keep the data (default: the temp folder)")
     parser.add_argument("--json", help="also write the figures to this file")
