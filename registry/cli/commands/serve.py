@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import traceback
 from typing import Any
 
 from registry.cli.args import add_config_args
@@ -69,12 +71,46 @@ def _admin_created(password: str) -> None:
     console.print("  (shown only now; set another with: zoll users passwd admin)", soft_wrap=True)
 
 
+def check_trust(config: Config) -> None:
+    """Load the trusted roots and the trust policy once before anything starts: a broken
+    file is one sentence here (a `ConfigError`), not a traceback from every worker.
+
+    In a child process: reading the roots loads sigstore, which this process — and every
+    worker forked from it — would otherwise keep for good (~25 MiB), though only
+    verification needs it and loads it then (registry/pipeline/services.py)."""
+    from registry.pipeline.services import load_trust
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: check, say why not, and go without running exit handlers
+        os.close(read)
+        code = 0
+        try:
+            with os.fdopen(write, "wb") as out:
+                try:
+                    load_trust(config)
+                except ConfigError as exc:
+                    out.write(str(exc).encode())
+                    code = 2
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise ConfigError(
+            message or "checking attest.trusted_roots and attest.trust_policy failed (above)"
+        )
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-        from registry.pipeline.services import load_trust
-
-        load_trust(config)  # before anything starts: a broken root or policy stops here
+        check_trust(config)  # before anything starts: a broken root or policy stops here
     except ConfigError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
