@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import gc
 import json
 import os
 import random
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -35,16 +36,31 @@ from registry.db.migrate import migrate
 from registry.db.pool import create_pool
 from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
-from registry.gc import collect
-from registry.http.app import build_app
-from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
 from registry.metrics import UPLOADS_EXPIRED
 from registry.processes import die_with_parent, port_holder
-from registry.service import close_registry, open_registry
+
+if TYPE_CHECKING:
+    from registry.http.state import Registry
 
 log = get_logger("zoll.server")
+
+
+def load_worker_code() -> None:
+    """Import what a worker runs: the HTTP application, the registry service, the
+    pipeline and federation workers (~20 MiB).
+
+    Where decides the memory (docs/benchmarks.md, "memory: the verification stack loaded
+    on first use"): with several workers the supervisor imports it before forking, so
+    they share its pages; with one, that worker imports it after the fork, and the
+    supervisor, which serves nothing, never holds a copy."""
+    import registry.federation.worker
+    import registry.gc
+    import registry.http.app
+    import registry.http.connections
+    import registry.pipeline.runner
+    import registry.service  # noqa: F401
 
 
 def _with(config: Config, **sections: dict[str, Any]) -> Config:
@@ -290,8 +306,10 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _background(registry_config: Config, registry: Any, stopping: asyncio.Event) -> None:
+async def _background(registry_config: Config, registry: Registry, stopping: asyncio.Event) -> None:
     """Periodic GC (one at a time cluster-wide: collect() takes an advisory lock)."""
+    from registry.gc import collect
+
     if not registry_config.gc.enabled:
         return
     interval = registry_config.gc.interval
@@ -326,7 +344,11 @@ async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
 
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One HTTP worker: its own pool and driver, serving on the shared socket."""
+    load_worker_code()  # imported already when several workers share it
+    from registry.http.app import build_app
+    from registry.http.connections import GuardedSite
     from registry.pipeline.services import PipelineServices
+    from registry.service import close_registry, open_registry
 
     registry = await open_registry(config, run_migrations=False)
     services = await PipelineServices.open(registry)
@@ -438,6 +460,8 @@ def run(
             local_service.announce(effective.data_dir, service)
             on_ready(effective, port)
 
+        if effective.http.workers > 1:
+            load_worker_code()  # shared by the workers forked from here
         return WorkerPool(effective, port, supervisor).run(ready)
     finally:
         sock.close()
@@ -502,6 +526,11 @@ class WorkerPool:
     def spawn(self) -> None:
         supervisor = os.getpid()
         _until_single_threaded()
+        # What the supervisor holds now goes to the permanent generation: the worker's
+        # collections then never write to those objects, so their pages stay shared
+        # (copy-on-write) instead of being copied into every worker: ~15 MiB per worker
+        # (docs/benchmarks.md, "memory: the verification stack loaded on first use").
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
