@@ -27,19 +27,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from registry import local_service, supervision
-from registry.auth.bootstrap import ensure_admin
 from registry.config import Config
-from registry.db.migrate import migrate
-from registry.db.pool import create_pool
 from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.logs import get_logger
 from registry.memory import tune_malloc
-from registry.metrics import UPLOADS_EXPIRED
-from registry.processes import die_with_parent, port_holder
+from registry.processes import die_with_parent, port_holder, run_in_child
 
 if TYPE_CHECKING:
     from registry.http.state import Registry
@@ -144,9 +138,21 @@ class Supervisor:
             self._postgres.stop()
 
 
+def _prepared(config: Config) -> str | None:
+    """`_prepare` in a child process: the database code, the signing keys and the
+    transparency log it loads (~15 MiB) stay out of the supervisor, which with one worker
+    shares nothing it does not need (`load_worker_code`)."""
+    _until_single_threaded()
+    return run_in_child(lambda: asyncio.run(_prepare(config)), expected=(StartError,))
+
+
 async def _prepare(config: Config) -> str | None:
     """Once per start, before any worker: migrations, crash repair, and on first start the
     admin account (its password is returned, once)."""
+    from registry.auth.bootstrap import ensure_admin
+    from registry.db.migrate import migrate
+    from registry.db.pool import create_pool
+
     assert config.database.dsn
     pool = await create_pool(config.database.dsn, min_size=1, max_size=2)
     try:
@@ -326,6 +332,8 @@ async def _background(registry_config: Config, registry: Registry, stopping: asy
 
 async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
     """Idle upload sessions go within a minute of their expiry, not at the next GC."""
+    from registry.metrics import UPLOADS_EXPIRED
+
     interval = registry.config.uploads.expire_interval
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
@@ -345,6 +353,8 @@ async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One HTTP worker: its own pool and driver, serving on the shared socket."""
     load_worker_code()  # imported already when several workers share it
+    from aiohttp import web
+
     from registry.http.app import build_app
     from registry.http.connections import GuardedSite
     from registry.pipeline.services import PipelineServices
@@ -435,7 +445,7 @@ def run(
     """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
     `on_admin_created(password)` once if the first start created the admin account."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the workers can take one
-    _check_trust_policy(config)
+    run_in_child(lambda: _check_trust_policy(config), expected=(StartError,))  # as _prepared
     lock = _claim_data_dir(config)  # StartError before anything started
     try:
         sock = _reserve_port(config.http.host, config.http.port)
@@ -448,7 +458,7 @@ def run(
     try:
         effective = supervisor.start_backends()
         supervision.sweep(effective.data_dir)
-        password = asyncio.run(_prepare(effective))
+        password = _prepared(effective)
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
         # `sock` is bound but never listening: it keeps the port ours while no worker
@@ -651,8 +661,11 @@ class WorkerPool:
         out; retried every tick while the database cannot be reached."""
         if not self.orphans_pending:
             return
-        try:
-            jobs, uploads = asyncio.run(_released_orphans(self.config))
+        try:  # in a child, as `_prepared`: the supervisor keeps no database code
+            _until_single_threaded()
+            jobs, uploads = run_in_child(
+                lambda: asyncio.run(_released_orphans(self.config)), expected=(Exception,)
+            )
         except Exception as exc:  # the database may be down too: try again next tick
             log.warning("cannot release the dead worker's claims yet", error=str(exc))
             return
@@ -683,6 +696,8 @@ def _forget_metrics(pid: int) -> None:
 
 
 async def _released_orphans(config: Config) -> tuple[int, int]:
+    from registry.db.pool import create_pool
+
     assert config.database.dsn
     async with asyncio.timeout(10):
         pool = await create_pool(config.database.dsn, min_size=1, max_size=1, bulk=False)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import traceback
 from typing import Any
 
 from registry.cli.args import add_config_args
 from registry.cli.output import console
 from registry.config import Config, ConfigError, load_config
 from registry.local_service import base_url
+from registry.processes import run_in_child
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,33 +77,13 @@ def check_trust(config: Config) -> None:
     In a child process: reading the roots loads sigstore, which this process — and every
     worker forked from it — would otherwise keep for good (~25 MiB), though only
     verification needs it and loads it then (registry/pipeline/services.py)."""
-    from registry.pipeline.services import load_trust
 
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: check, say why not, and go without running exit handlers
-        os.close(read)
-        code = 0
-        try:
-            with os.fdopen(write, "wb") as out:
-                try:
-                    load_trust(config)
-                except ConfigError as exc:
-                    out.write(str(exc).encode())
-                    code = 2
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise ConfigError(
-            message or "checking attest.trusted_roots and attest.trust_policy failed (above)"
-        )
+    def check() -> None:
+        from registry.pipeline.services import load_trust
+
+        load_trust(config)
+
+    run_in_child(check, expected=(ConfigError,))
 
 
 def _serve(args: argparse.Namespace) -> int:
