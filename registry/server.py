@@ -1,10 +1,13 @@
 """`zoll serve`: embedded backends, migrations, and worker processes sharing one port.
 
 The supervisor (this process) starts the embedded PostgreSQL and SeaweedFS when no DSN or
-S3 endpoint is configured, applies migrations once, then runs the HTTP workers: in
-process for one worker, or as forked processes that each bind the port with
-SO_REUSEPORT so the kernel spreads connections. On SIGINT/SIGTERM the workers drain and
-stop first, then the embedded backends.
+S3 endpoint is configured, applies migrations once, then runs the HTTP workers as forked
+processes that each bind the port with SO_REUSEPORT so the kernel spreads connections.
+On SIGINT/SIGTERM the workers drain and stop first, then the embedded backends.
+
+The supervisor serves nothing, so it loads little: its database work runs in short-lived
+children (`run_in_child`), and the workers' code is imported here only when several
+workers share it (`load_worker_code`).
 """
 
 from __future__ import annotations
