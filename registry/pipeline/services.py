@@ -114,6 +114,12 @@ def load_trusted_roots(config: Config) -> TrustMaterial:
     return trust
 
 
+def _load_verification(config: Config) -> TrustMaterial:
+    import attest.verify  # noqa: F401  (the rest of the stack, off the event loop too)
+
+    return load_trusted_roots(config)
+
+
 def load_trust(config: Config) -> None:
     """Check the trusted roots and the trust policy file load, or raise a `ConfigError`
     naming the key: `zoll serve` calls this before it starts anything, so a broken file is
@@ -186,10 +192,12 @@ class PipelineServices:
             )
 
     async def trust_material(self) -> TrustMaterial:
-        """The trusted roots, loaded (with sigstore) at the first call in this process."""
+        """The trusted roots, loaded at the first call in this process together with the
+        rest of the verification stack, in a thread: importing it takes a moment the
+        event loop must not wait for."""
         async with self._trust_loading:
             if self._trust is None:
-                self._trust = await asyncio.to_thread(load_trusted_roots, self.config)
+                self._trust = await asyncio.to_thread(_load_verification, self.config)
             return self._trust
 
     async def verify_image(
@@ -197,9 +205,10 @@ class PipelineServices:
     ) -> VerificationResult:
         """`attest.verify.verify_image` against the trusted roots; the first call loads
         the verification stack (this module's docstring)."""
-        from attest.verify import verify_image
+        trust = await self.trust_material()
+        from attest.verify import verify_image  # imported by trust_material
 
-        return await verify_image(reader, digest, policy, await self.trust_material())
+        return await verify_image(reader, digest, policy, trust)
 
     @property
     def verifier(self) -> Verifier:
