@@ -28,23 +28,14 @@ from sigstore.models import Bundle, InvalidBundle
 from sigstore_models.common.v1 import HashAlgorithm
 
 from attest import dsse
-from attest.identity import IdentityPolicy, IdentityRejected, Signers
+from attest.cosign import BUNDLE_MEDIA_TYPES
+from attest.identity import Signers
+from attest.identity_policy import IdentityPolicy, IdentityRejected
 from attest.keys import PublicKey
 from attest.results import Reason, Signer, TlogEntry, VerificationFailure
 from attest.safejson import loads_object
 from attest.sigstore_private import bundle_envelope, bundle_log_entry, bundle_message_signature
 from attest.trustroot import TrustMaterial
-
-BUNDLE_MEDIA_TYPES: Final = {
-    "application/vnd.dev.sigstore.bundle+json;version=0.1": "v0.1",
-    "application/vnd.dev.sigstore.bundle+json;version=0.2": "v0.2",
-    "application/vnd.dev.sigstore.bundle+json;version=0.3": "v0.3",
-    "application/vnd.dev.sigstore.bundle.v0.3+json": "v0.3",
-}
-
-
-def is_bundle_media_type(media_type: str | None) -> bool:
-    return media_type is not None and media_type.replace(" ", "") in BUNDLE_MEDIA_TYPES
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from attest.bundle import is_bundle_media_type
 from attest.results import Reason, VerificationFailure
 from attest.safejson import MAX_DOCUMENT_BYTES, loads_object
 from registry.oci import mediatypes as mt
@@ -36,6 +35,18 @@ PREDICATE_TYPE_ANNOTATION: Final = "predicateType"
 BUNDLE_CONTENT_ANNOTATION: Final = "dev.sigstore.bundle.content"
 BUNDLE_PREDICATE_ANNOTATION: Final = "dev.sigstore.bundle.predicateType"
 SIMPLE_SIGNING_TYPE: Final = "cosign container image signature"
+BUNDLE_MEDIA_TYPES: Final = {
+    "application/vnd.dev.sigstore.bundle+json;version=0.1": "v0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2": "v0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3": "v0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json": "v0.3",
+}
+
+
+def is_bundle_media_type(media_type: str | None) -> bool:
+    return media_type is not None and media_type.replace(" ", "") in BUNDLE_MEDIA_TYPES
+
+
 MAX_LAYERS: Final = 256
 """More signature layers than this in one manifest is treated as an attack."""
 

@@ -32,7 +32,8 @@ from cryptography.x509.verification import (
 from cryptography.x509.verification import VerificationError as X509VerificationError
 from sigstore.errors import Error as SigstoreError
 
-from attest.identity import IdentityPolicy, IdentityRejected, Signers
+from attest.identity import Signers
+from attest.identity_policy import IdentityPolicy, IdentityRejected
 from attest.keys import KeyLoadError, PublicKey
 from attest.results import Reason, Signer, TlogEntry, VerificationFailure
 from attest.safejson import loads_object

@@ -12,7 +12,7 @@ import binascii
 from dataclasses import dataclass, replace
 
 from attest import dsse
-from attest.bundle import is_bundle_media_type, sha256_hashed, verify_bundle
+from attest.bundle import sha256_hashed, verify_bundle
 from attest.cosign import (
     BUNDLE_PREDICATE_ANNOTATION,
     CERTIFICATE_ANNOTATION,
@@ -21,6 +21,7 @@ from attest.cosign import (
     SIGNATURE_ANNOTATION,
     Layer,
     check_simple_signing,
+    is_bundle_media_type,
 )
 from attest.cosign_keyless import verify_legacy_keyless
 from attest.identity import Signers

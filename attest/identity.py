@@ -4,6 +4,10 @@ A keyless identity matches a certificate when the issuer, the subject (exact or 
 full-match regex) and every configured claim agree. The claims are Fulcio's
 certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md):
 the GitHub-specific v1 ones and the provider-neutral v2 ones GitLab also sets.
+
+Reading a trust policy needs this module, verifying a keyless signature needs sigstore:
+the matcher sigstore's verifier calls (`attest.identity_policy`) lives apart, so a
+registry that only stores and serves images never loads sigstore.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
-from sigstore.errors import VerificationError
 
 from attest.keys import PublicKey
 from attest.results import Reason, Signer
@@ -174,58 +177,6 @@ class KeylessIdentity:
                     f"claim {claim} is {claims.get(claim)!r}, not {expected!r}",
                 )
         return None
-
-
-_REASON_RANK: Final = {Reason.ISSUER_MISMATCH: 0, Reason.IDENTITY_MISMATCH: 1}
-
-
-class IdentityRejected(VerificationError):
-    """Raised from inside sigstore's verifier when no allowed identity matches."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class IdentityPolicy:
-    """A sigstore `VerificationPolicy` that records which allowed identities matched.
-
-    sigstore-python calls `verify(cert)` after the chain and SCT checks; raising
-    `IdentityRejected` carries our specific reason through its verifier unchanged.
-    """
-
-    def __init__(self, identities: list[KeylessIdentity]) -> None:
-        self.identities = identities
-        self.matched: tuple[str, ...] = ()
-        self.signer: Signer | None = None
-
-    def verify(self, cert: x509.Certificate) -> None:
-        self.signer = None
-        if not self.identities:
-            raise IdentityRejected(
-                Reason.NO_SIGNER_CONFIGURED, "the policy allows no keyless signer"
-            )
-        failures: list[tuple[Reason, str]] = []
-        matched: list[str] = []
-        for identity in self.identities:
-            problem = identity.mismatch(cert)
-            if problem is None:
-                matched.append(identity.name or identity.subject or identity.subject_regex or "")
-            else:
-                failures.append(problem)
-        if not matched:
-            # The most specific failure: a claim beats a subject beats an issuer mismatch.
-            reason, message = max(failures, key=lambda f: _REASON_RANK.get(f[0], 2))
-            raise IdentityRejected(reason, message)
-        self.matched = tuple(matched)
-        subjects = certificate_subjects(cert)
-        self.signer = Signer(
-            kind="keyless",
-            identity=subjects[0] if subjects else None,
-            issuer=certificate_issuer(cert),
-            claims=certificate_claims(cert),
-            matched=self.matched,
-        )
 
 
 @dataclass(frozen=True)

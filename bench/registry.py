@@ -10,7 +10,11 @@ then, with both servers up at once and measured in interleaved rounds (`bench/_p
   small blobs (median and min–max over the rounds).
 
     python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]]
-                             [--workers 2] [--part all|classic|pulls] [--rounds 9]
+                             [--workers 2] [--part all|classic|pulls|memory] [--rounds 9]
+
+`--part memory` starts Zoll alone (no distribution, no earlier phases in its processes)
+and prints its idle PSS and the peak during the four pushes: the memory target's figure
+without the 20 minutes around it.
 
 Prints tables with Zoll/distribution ratios; paste them into docs/benchmarks.md.
 """
@@ -355,6 +359,38 @@ def measure(
     return result
 
 
+def service_pss_mib(server: Server) -> float:
+    return sum(_rss_kib(p) for p in server.service_pids()) / 1024
+
+
+def memory_only(
+    work: Path, blob: Path, digest: str, args: argparse.Namespace, s3: EmbeddedSeaweed | None
+) -> dict[str, float]:
+    """Zoll alone, fresh processes: PSS once started and idle, after one push and a
+    manifest (the code those load), and the peak during the four pushes."""
+    server = start_zoll(work, args.storage, args.workers, s3, args.s3_redirect)
+    try:
+        time.sleep(2)
+        result = {"PSS MiB, idle": service_pss_mib(server)}
+        push(server, "bench/warm", blob, digest, "patch")
+        push_small_image(server, "bench/manifests", "v1")
+        time.sleep(1)
+        result["PSS MiB, after one push"] = service_pss_mib(server)
+
+        def four_pushes() -> None:
+            with ThreadPoolExecutor(4) as pool:
+                list(
+                    pool.map(
+                        lambda i: push(server, f"bench/mem{i}", blob, digest, "patch"), range(4)
+                    )
+                )
+
+        result["peak PSS MiB, 4 pushes"] = peak_memory_during(server, four_pushes)
+        return result
+    finally:
+        server.stop()
+
+
 def pull_rounds(
     work: Path, blob: Path, digest: str, args: argparse.Namespace, s3: EmbeddedSeaweed | None
 ) -> str:
@@ -403,9 +439,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--part",
-        choices=["all", "classic", "pulls"],
+        choices=["all", "classic", "pulls", "memory"],
         default="all",
-        help="classic: pushes, manifests, memory; pulls: the interleaved pull rounds",
+        help="classic: pushes, manifests, memory; pulls: the interleaved pull rounds; "
+        "memory: Zoll alone, idle and during the four pushes",
     )
     parser.add_argument("--rounds", type=int, default=9, help="interleaved pull rounds")
     parser.add_argument("--clients", type=int, default=64)
@@ -431,19 +468,22 @@ def main() -> int:
             s3.start()
         results: dict[str, dict[str, float]] = {}
         pulls = ""
+        memory: dict[str, float] = {}
         try:
+            if args.part == "memory":
+                memory = memory_only(work, blob, digest, args, s3)
             for starter in (
                 start_distribution,
                 lambda w, st, s: start_zoll(w, st, args.workers, s, args.s3_redirect),
             ):
-                if args.part == "pulls":
+                if args.part in ("pulls", "memory"):
                     break
                 server = starter(work, args.storage, s3)
                 try:
                     results[server.name] = measure(server, blob, digest, size, args)
                 finally:
                     server.stop()
-            if args.part != "classic":
+            if args.part in ("all", "pulls"):
                 pulls = pull_rounds(work / "pulls", blob, digest, args, s3)
         finally:
             if s3 is not None:
@@ -458,6 +498,8 @@ def main() -> int:
         for key in results["zoll"]:
             peer, ours = results["distribution"][key], results["zoll"][key]
             print(f"| {key} | {peer:,.1f} | {ours:,.1f} | {ours / peer:.2f}× |")
+    for key, value in memory.items():
+        print(f"| {key} | {value:,.1f} |")
     if pulls:
         print(f"\nPulls, {args.rounds} interleaved rounds:\n\n{pulls}")
     return 0

@@ -1,16 +1,21 @@
 """Other processes of this machine: whether one still runs (how stale pid files and
-announcements are told apart), and which one listens on a port (what `zoll serve` names
-when its port is taken)."""
+announcements are told apart), which one listens on a port (what `zoll serve` names
+when its port is taken), and work done in a short-lived child process."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import pickle
 import signal
 import socket
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1
 
@@ -116,3 +121,50 @@ def high_water_kib() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class ChildFailed(RuntimeError):
+    """Work in a child process raised an exception it was not expected to (its traceback
+    was printed there), or the child died."""
+
+
+def run_in_child(work: Callable[[], T], expected: tuple[type[Exception], ...] = ()) -> T:
+    """`work()` in a forked child process; its result (pickled) comes back here, and so
+    does an exception of an `expected` type, raised here as it was there.
+
+    For work whose imports this process must not keep: what the child loads goes with it
+    (`zoll serve`'s supervisor checks the trust roots and prepares the database this way,
+    docs/benchmarks.md). Call it while this process runs no other thread."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exit handlers, no cleanup of what the parent owns
+        os.close(read)
+        code = 0
+        try:
+            try:
+                outcome: tuple[bool, object] = (True, work())
+            except expected as exc:
+                outcome = (False, exc)
+            try:
+                data = pickle.dumps(outcome)
+            except Exception:  # an exception that does not pickle: its message does
+                what = outcome[1]
+                data = pickle.dumps((False, ChildFailed(f"{type(what).__name__}: {what}")))
+            with os.fdopen(write, "wb") as out:
+                out.write(data)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise ChildFailed(f"the child process ended with {os.waitstatus_to_exitcode(status)}")
+    ok, value = pickle.loads(data)  # noqa: S301 - our own child's bytes
+    if ok:
+        return value  # type: ignore[no-any-return]
+    assert isinstance(value, Exception)
+    raise value

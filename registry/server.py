@@ -1,10 +1,13 @@
 """`zoll serve`: embedded backends, migrations, and worker processes sharing one port.
 
 The supervisor (this process) starts the embedded PostgreSQL and SeaweedFS when no DSN or
-S3 endpoint is configured, applies migrations once, then runs the HTTP workers: in
-process for one worker, or as forked processes that each bind the port with
-SO_REUSEPORT so the kernel spreads connections. On SIGINT/SIGTERM the workers drain and
-stop first, then the embedded backends.
+S3 endpoint is configured, applies migrations once, then runs the HTTP workers as forked
+processes that each bind the port with SO_REUSEPORT so the kernel spreads connections.
+On SIGINT/SIGTERM the workers drain and stop first, then the embedded backends.
+
+The supervisor serves nothing, so it loads little: its database work runs in short-lived
+children (`run_in_child`), and the workers' code is imported here only when several
+workers share it (`load_worker_code`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import gc
 import json
 import os
 import random
@@ -24,27 +28,36 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from registry import local_service, supervision
-from registry.auth.bootstrap import ensure_admin
 from registry.config import Config
-from registry.db.migrate import migrate
-from registry.db.pool import create_pool
 from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
-from registry.gc import collect
-from registry.http.app import build_app
-from registry.http.connections import GuardedSite
 from registry.logs import get_logger
 from registry.memory import tune_malloc
-from registry.metrics import UPLOADS_EXPIRED
-from registry.processes import die_with_parent, port_holder
-from registry.service import close_registry, open_registry
+from registry.processes import die_with_parent, port_holder, run_in_child
+
+if TYPE_CHECKING:
+    from registry.http.state import Registry
 
 log = get_logger("zoll.server")
+
+
+def load_worker_code() -> None:
+    """Import what a worker runs: the HTTP application, the registry service, the
+    pipeline and federation workers (~20 MiB).
+
+    Where decides the memory (docs/benchmarks.md, "memory: the verification stack loaded
+    on first use"): with several workers the supervisor imports it before forking, so
+    they share its pages; with one, that worker imports it after the fork, and the
+    supervisor, which serves nothing, never holds a copy."""
+    import registry.federation.worker
+    import registry.gc
+    import registry.http.app
+    import registry.http.connections
+    import registry.pipeline.runner
+    import registry.service  # noqa: F401
 
 
 def _with(config: Config, **sections: dict[str, Any]) -> Config:
@@ -128,9 +141,21 @@ class Supervisor:
             self._postgres.stop()
 
 
+def _prepared(config: Config) -> str | None:
+    """`_prepare` in a child process: the database code, the signing keys and the
+    transparency log it loads (~15 MiB) stay out of the supervisor, which with one worker
+    shares nothing it does not need (`load_worker_code`)."""
+    _until_single_threaded()
+    return run_in_child(lambda: asyncio.run(_prepare(config)), expected=(StartError,))
+
+
 async def _prepare(config: Config) -> str | None:
     """Once per start, before any worker: migrations, crash repair, and on first start the
     admin account (its password is returned, once)."""
+    from registry.auth.bootstrap import ensure_admin
+    from registry.db.migrate import migrate
+    from registry.db.pool import create_pool
+
     assert config.database.dsn
     pool = await create_pool(config.database.dsn, min_size=1, max_size=2)
     try:
@@ -290,8 +315,10 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _background(registry_config: Config, registry: Any, stopping: asyncio.Event) -> None:
+async def _background(registry_config: Config, registry: Registry, stopping: asyncio.Event) -> None:
     """Periodic GC (one at a time cluster-wide: collect() takes an advisory lock)."""
+    from registry.gc import collect
+
     if not registry_config.gc.enabled:
         return
     interval = registry_config.gc.interval
@@ -308,6 +335,8 @@ async def _background(registry_config: Config, registry: Any, stopping: asyncio.
 
 async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
     """Idle upload sessions go within a minute of their expiry, not at the next GC."""
+    from registry.metrics import UPLOADS_EXPIRED
+
     interval = registry.config.uploads.expire_interval
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
@@ -326,7 +355,13 @@ async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
 
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One HTTP worker: its own pool and driver, serving on the shared socket."""
+    load_worker_code()  # imported already when several workers share it
+    from aiohttp import web
+
+    from registry.http.app import build_app
+    from registry.http.connections import GuardedSite
     from registry.pipeline.services import PipelineServices
+    from registry.service import close_registry, open_registry
 
     registry = await open_registry(config, run_migrations=False)
     services = await PipelineServices.open(registry)
@@ -413,7 +448,7 @@ def run(
     """Run until interrupted; `on_ready(config, port)` runs once workers accept requests,
     `on_admin_created(password)` once if the first start created the admin account."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the workers can take one
-    _check_trust_policy(config)
+    run_in_child(lambda: _check_trust_policy(config), expected=(StartError,))  # as _prepared
     lock = _claim_data_dir(config)  # StartError before anything started
     try:
         sock = _reserve_port(config.http.host, config.http.port)
@@ -426,7 +461,7 @@ def run(
     try:
         effective = supervisor.start_backends()
         supervision.sweep(effective.data_dir)
-        password = asyncio.run(_prepare(effective))
+        password = _prepared(effective)
         if password is not None and on_admin_created is not None:
             on_admin_created(password)
         # `sock` is bound but never listening: it keeps the port ours while no worker
@@ -438,6 +473,8 @@ def run(
             local_service.announce(effective.data_dir, service)
             on_ready(effective, port)
 
+        if effective.http.workers > 1:
+            load_worker_code()  # shared by the workers forked from here
         return WorkerPool(effective, port, supervisor).run(ready)
     finally:
         sock.close()
@@ -502,6 +539,11 @@ class WorkerPool:
     def spawn(self) -> None:
         supervisor = os.getpid()
         _until_single_threaded()
+        # What the supervisor holds now goes to the permanent generation: the worker's
+        # collections then never write to those objects, so their pages stay shared
+        # (copy-on-write) instead of being copied into every worker: ~15 MiB per worker
+        # (docs/benchmarks.md, "memory: the verification stack loaded on first use").
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # worker
             code = 0
@@ -622,8 +664,11 @@ class WorkerPool:
         out; retried every tick while the database cannot be reached."""
         if not self.orphans_pending:
             return
-        try:
-            jobs, uploads = asyncio.run(_released_orphans(self.config))
+        try:  # in a child, as `_prepared`: the supervisor keeps no database code
+            _until_single_threaded()
+            jobs, uploads = run_in_child(
+                lambda: asyncio.run(_released_orphans(self.config)), expected=(Exception,)
+            )
         except Exception as exc:  # the database may be down too: try again next tick
             log.warning("cannot release the dead worker's claims yet", error=str(exc))
             return
@@ -654,6 +699,8 @@ def _forget_metrics(pid: int) -> None:
 
 
 async def _released_orphans(config: Config) -> tuple[int, int]:
+    from registry.db.pool import create_pool
+
     assert config.database.dsn
     async with asyncio.timeout(10):
         pool = await create_pool(config.database.dsn, min_size=1, max_size=1, bulk=False)

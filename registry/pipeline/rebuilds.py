@@ -121,7 +121,7 @@ async def _provenance(svc: PipelineServices, repo: str, digest: str) -> list[Sta
         return []
     reader = RegistryReader(svc.registry, repo)
     return await trusted_statements(
-        reader, Digest.parse(digest), policy, svc.trust, PROVENANCE_TYPES
+        reader, Digest.parse(digest), policy, await svc.trust_material(), PROVENANCE_TYPES
     )
 
 

@@ -1,7 +1,14 @@
 """The long-lived things the pipeline stages need, built once per worker process.
 
 The signing key, the transparency log and its attestation ledger, sigstore trust roots,
-trust policies, vulnerability data, and the criteria catalog of each namespace. A
+trust policies, vulnerability data, and the criteria catalog of each namespace.
+
+The verification stack (sigstore with TUF, securesystemslib and, where installed, boto3;
+in-toto) is loaded at the first verification, through `PipelineServices.verify_image`
+and `trust_material`: it costs a process ~25 MiB and most of its start, and a registry
+that only stores and serves images, or whose pipeline has nothing to verify, never needs
+it. Nothing imported at this module's level may bring it in (tests/registry/
+test_server_imports.py). A
 fingerprint over the inputs that decide an image's fate (trust policy, catalog,
 vulnerability data) tells when earlier results are stale and must be re-evaluated.
 
@@ -20,6 +27,7 @@ import hashlib
 import socket
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -30,7 +38,6 @@ from attest.statements import Verifier
 from attest.tlog.ledger import AttestationLedger
 from attest.tlog.store import TransparencyLog
 from attest.trust_policy import TrustPolicyError, TrustPolicySet
-from attest.trustroot import TrustMaterial, TrustRootError
 from policy.admission import AdmissionRule
 from policy.analyzer import ANALYZER_VERSION, LayerCache
 from policy.catalog import Catalog, load_catalog
@@ -48,6 +55,13 @@ from registry.pipeline.trust import PolicyInForce, load_policy
 from registry.pipeline.vulndata import vuln_data
 from registry.pipeline.workload import Workload
 from registry.uploads import UploadService
+
+if TYPE_CHECKING:
+    from attest.results import VerificationResult
+    from attest.trust_policy import TrustPolicy
+    from attest.trustroot import TrustMaterial
+    from registry.oci.digest import Digest
+    from registry.oci.reader import ContentReader
 
 ZOLL_VERIFIER_ID = "https://zoll.dev/verifier"
 
@@ -86,29 +100,35 @@ def registry_host(config: Config) -> str:
     return urllib.parse.urlsplit(public_base(config)).netloc
 
 
-@dataclass(frozen=True)
-class TrustInputs:
-    """What verification trusts, loaded from the configuration."""
+def load_trusted_roots(config: Config) -> TrustMaterial:
+    """The roots keyless signatures may chain to (`attest.trusted_roots`), or a
+    `ConfigError` naming the key. Loads sigstore."""
+    from attest.trustroot import TrustMaterial, TrustRootError
 
-    trust: TrustMaterial
-    policy: PolicyInForce
-
-
-def load_trust(config: Config) -> TrustInputs:
-    """The trusted roots and the trust policy file, or a `ConfigError` naming the key:
-    `zoll serve` calls this before it starts anything, so a broken file is a clear
-    message, not a worker's traceback."""
     try:
         trust = TrustMaterial.resolve(config.attest.trusted_roots[0])
         for spec in config.attest.trusted_roots[1:]:
             trust = trust + TrustMaterial.resolve(spec)
     except TrustRootError as exc:
         raise ConfigError(f"attest.trusted_roots: {exc}") from exc
+    return trust
+
+
+def _load_verification(config: Config) -> TrustMaterial:
+    import attest.verify  # noqa: F401  (the rest of the stack, off the event loop too)
+
+    return load_trusted_roots(config)
+
+
+def load_trust(config: Config) -> None:
+    """Check the trusted roots and the trust policy file load, or raise a `ConfigError`
+    naming the key: `zoll serve` calls this before it starts anything, so a broken file is
+    a clear message, not a worker's traceback."""
+    load_trusted_roots(config)
     try:
-        policy = load_policy(config.attest.trust_policy)
+        load_policy(config.attest.trust_policy)
     except (TrustPolicyError, OSError) as exc:
         raise ConfigError(f"attest.trust_policy: {exc}") from exc
-    return TrustInputs(trust, policy)
 
 
 @dataclass
@@ -117,7 +137,6 @@ class PipelineServices:
     keyring: ServiceKeyring
     log: TransparencyLog
     ledger: AttestationLedger
-    trust: TrustMaterial
     trust_policy: PolicyInForce
     """Replaced as a whole by a reload (`reload_trust_policy`)."""
     vulns: VulnStore
@@ -132,6 +151,8 @@ class PipelineServices:
     """Identity, peers, witness and cosigning (registry/federation)."""
     _catalogs: dict[str, Catalog] = field(default_factory=dict)
     _relaxed_pool: asyncpg.Pool | None = None
+    _trust: TrustMaterial | None = None
+    _trust_loading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def config(self) -> Config:
@@ -169,6 +190,25 @@ class PipelineServices:
                 document.sha256,
                 document.raw,
             )
+
+    async def trust_material(self) -> TrustMaterial:
+        """The trusted roots, loaded at the first call in this process together with the
+        rest of the verification stack, in a thread: importing it takes a moment the
+        event loop must not wait for."""
+        async with self._trust_loading:
+            if self._trust is None:
+                self._trust = await asyncio.to_thread(_load_verification, self.config)
+            return self._trust
+
+    async def verify_image(
+        self, reader: ContentReader, digest: Digest, policy: TrustPolicy
+    ) -> VerificationResult:
+        """`attest.verify.verify_image` against the trusted roots; the first call loads
+        the verification stack (this module's docstring)."""
+        trust = await self.trust_material()
+        from attest.verify import verify_image  # imported by trust_material
+
+        return await verify_image(reader, digest, policy, trust)
 
     @property
     def verifier(self) -> Verifier:
@@ -240,14 +280,13 @@ class PipelineServices:
             ServiceKeyring.load_or_create, config.data_dir, keyring_settings(config)
         )
         log = TransparencyLog(durable, keyring.signer, log_origin(config))
-        inputs = await asyncio.to_thread(load_trust, config)
+        policy = await asyncio.to_thread(load_policy, config.attest.trust_policy)
         services = cls(
             registry=registry,
             keyring=keyring,
             log=log,
             ledger=AttestationLedger(log),
-            trust=inputs.trust,
-            trust_policy=inputs.policy,
+            trust_policy=policy,
             vulns=VulnStore(durable),
             jobs=JobQueue(
                 registry.pool,

@@ -37,7 +37,6 @@ from attest.tlog.entries import admission_record
 from attest.tlog.ledger import LoggedAttestation
 from attest.tlog.tlogproof import TlogProof
 from attest.trust_policy import QuorumRequirement
-from attest.verify import verify_image
 from policy import analyze_image, build_sbom, decide, evaluate
 from policy.catalog import severity_rank
 from policy.context import ImageContext
@@ -116,8 +115,8 @@ async def _verify(
         await status.update(pool, repo, digest, verification=None, verification_passed=None)
         await enqueue(svc, "scan", repo, digest)
         return "no-policy", {"message": "no trust policy applies to this repository"}
-    result = await verify_image(
-        RegistryReader(svc.registry, repo), Digest.parse(digest), policy, svc.trust
+    result = await svc.verify_image(
+        RegistryReader(svc.registry, repo), Digest.parse(digest), policy
     )
     document = result.to_json()
     passed = result.passed

@@ -9,6 +9,7 @@ from registry.cli.args import add_config_args
 from registry.cli.output import console
 from registry.config import Config, ConfigError, load_config
 from registry.local_service import base_url
+from registry.processes import run_in_child
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,12 +70,26 @@ def _admin_created(password: str) -> None:
     console.print("  (shown only now; set another with: zoll users passwd admin)", soft_wrap=True)
 
 
+def check_trust(config: Config) -> None:
+    """Load the trusted roots and the trust policy once before anything starts: a broken
+    file is one sentence here (a `ConfigError`), not a traceback from every worker.
+
+    In a child process: reading the roots loads sigstore, which this process — and every
+    worker forked from it — would otherwise keep for good (~25 MiB), though only
+    verification needs it and loads it then (registry/pipeline/services.py)."""
+
+    def check() -> None:
+        from registry.pipeline.services import load_trust
+
+        load_trust(config)
+
+    run_in_child(check, expected=(ConfigError,))
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
-        from registry.pipeline.services import load_trust
-
-        load_trust(config)  # before anything starts: a broken root or policy stops here
+        check_trust(config)  # before anything starts: a broken root or policy stops here
     except ConfigError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
