@@ -69,8 +69,10 @@ async def open_capped(
     per_repository: int,
 ) -> None:
     """A new session opened by `principal` (a client's POST), unless the principal or
-    the repository already has as many open as allowed: TooManySessions. One statement;
-    concurrent opens can overshoot a cap by at most as many as run at once."""
+    the repository already has as many open as allowed: TooManySessions. Opens of one
+    repository, and of one principal, take turns (transaction locks held for the one
+    INSERT), so a flood of concurrent opens stops exactly at the cap: counting in the
+    INSERT alone let every open that ran at once pass (23 of 20 seen under load)."""
     statement = """INSERT INTO upload_sessions (id, repository_id, principal)
                    SELECT $1, r.id, $3 FROM repositories r
                    WHERE r.name = $2
@@ -80,9 +82,17 @@ async def open_capped(
                                                 WHERE principal = $3) < $4)
                    RETURNING 1"""
     args = (session_id, name, principal, per_principal, per_repository)
-    if await pool.fetchval(statement, *args) is not None:
-        return
     async with pool.acquire() as conn, conn.transaction():
+        # Repository first, then principal: every open takes them in this order.
+        await conn.execute(
+            """SELECT pg_advisory_xact_lock(hashtext('upload-cap:repository'), hashtext($1)),
+                      CASE WHEN $2::text IS NOT NULL THEN pg_advisory_xact_lock(
+                          hashtext('upload-cap:principal'), hashtext($2)) END""",
+            name,
+            principal,
+        )
+        if await conn.fetchval(statement, *args) is not None:
+            return
         if await repositories.ensure(conn, name) and await conn.fetchval(statement, *args):
             return
     if principal is not None and await pool.fetchval(
