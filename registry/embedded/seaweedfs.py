@@ -138,12 +138,12 @@ class EmbeddedSeaweed:
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1)  # noqa: S310 (loopback)
             except urllib.error.HTTPError:
-                self._ports = ports  # an S3 error document: the gateway is up
-                return True
+                pass  # an S3 error document: the gateway is up
             except OSError:
                 time.sleep(0.2)
                 continue
             self._ports = ports
+            _await_volumes(ports["master.port"], _volumes_on_disk(data), deadline)
             return True
         self.stop()
         raise RuntimeError(f"SeaweedFS did not start within {timeout}s")
@@ -208,3 +208,31 @@ def running_endpoint(folder: Path) -> tuple[str, str, str] | None:
     except (OSError, ValueError, KeyError):
         return None
     return endpoint, creds["accessKey"], creds["secretKey"]
+
+
+def _volumes_on_disk(data: Path) -> set[str]:
+    """Ids of the volumes in SeaweedFS's data folder (`<collection>_<id>.dat`)."""
+    return {f.stem.rsplit("_", 1)[-1] for f in data.glob("*.dat")}
+
+
+def _await_volumes(master_port: int, volumes: set[str], deadline: float) -> None:
+    """After a restart the S3 gateway answers before the volume server has told the
+    master which volumes it holds; until then reads of their objects fail ("volume 5 not
+    found": a 503 to the client who pulls). Wait until the master knows every volume on
+    disk (or the start's deadline; then the reads' own retries and 503s take over)."""
+    pending = set(volumes)
+    while pending and time.monotonic() < deadline:
+        for volume in sorted(pending):
+            url = f"http://127.0.0.1:{master_port}/dir/lookup?volumeId={volume}"
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    found = json.load(resp).get("locations")
+            except (OSError, ValueError):
+                found = None  # 404 "not found" until the volume server reports it
+            if found:
+                pending.discard(volume)
+        if pending:
+            time.sleep(0.1)
+    if pending:
+        log.warning("embedded seaweedfs started without all its volumes", missing=len(pending))
+
