@@ -12,7 +12,7 @@ its descriptor number to another client's socket under the thread.
 
 A body that ends short (the store's object is shorter than its row, the store broke the
 connection or stayed silent for `storage.idle_timeout`) aborts the client connection, so
-it never looks complete; a client that hangs up or takes nothing for `STALL_SECONDS`
+it never looks complete; a client that hangs up or takes nothing for `http.idle_timeout`
 ends the thread, and so does the request's end (`stop`, checked at least once a second).
 Nothing here reads the bytes: like the streamed path it replaces, a GET passes stored
 bytes on unverified (their digest was verified when they were stored).
@@ -80,12 +80,18 @@ def _pipe() -> tuple[int, int, int]:
 
 
 def relay(
-    client: int, upstream: int, head: bytes, remaining: int, stop: threading.Event, idle: float
+    client: int,
+    upstream: int,
+    head: bytes,
+    remaining: int,
+    stop: threading.Event,
+    idle: float,
+    client_idle: float = STALL_SECONDS,
 ) -> int:
     """Send `head`, then up to `remaining` bytes from `upstream`, to `client` (both
     non-blocking sockets); return how many bytes the client took. Fewer: the store's body
     ended or broke, the store was silent for `idle` seconds, or `stop` was set. Raises
-    ConnectionResetError when the client hangs up or stalls."""
+    ConnectionResetError when the client hangs up or takes nothing for `client_idle`."""
     r, w, capacity = _pipe()
     try:
         pending = memoryview(head)
@@ -142,8 +148,8 @@ def relay(
                 continue
             if writing:
                 quiet_client += 1.0
-                if quiet_client >= STALL_SECONDS:
-                    raise ConnectionResetError("client took no data for a minute")
+                if quiet_client >= client_idle:
+                    raise ConnectionResetError(f"client took no data for {client_idle:g} s")
             if wants_store:
                 quiet_store += 1.0
                 if quiet_store >= idle:
@@ -155,7 +161,7 @@ def relay(
 
 
 def _relay_owning(
-    client: int, body: SocketBody, stop: threading.Event, idle: float
+    client: int, body: SocketBody, stop: threading.Event, idle: float, client_idle: float
 ) -> tuple[int, str]:
     """`relay`, closing the client's dup and the store's connection at the end; returns
     the bytes delivered and why the client went, if it did."""
@@ -163,7 +169,8 @@ def _relay_owning(
         COUNT.started += 1
         COUNT.running += 1
     try:
-        return relay(client, body.sock.fileno(), body.head, body.remaining, stop, idle), ""
+        sent = relay(client, body.sock.fileno(), body.head, body.remaining, stop, idle, client_idle)
+        return sent, ""
     except ConnectionResetError as exc:
         return -1, str(exc)
     finally:
@@ -188,10 +195,18 @@ async def _headers_out(request: web.BaseRequest, resp: web.StreamResponse) -> No
 
 
 async def send(
-    request: web.BaseRequest, resp: web.StreamResponse, body: SocketBody, count: int, idle: float
+    request: web.BaseRequest,
+    resp: web.StreamResponse,
+    body: SocketBody,
+    count: int,
+    idle: float,
+    client_idle: float,
 ) -> web.StreamResponse:
     """Answer with `resp` (its headers announcing `count` bytes) and `body` spliced after
-    them; `body` is closed in every case. A short body aborts the connection."""
+    them; `body` is closed in every case. A short body aborts the connection. `idle`:
+    seconds the store may stay silent (`storage.idle_timeout`); `client_idle`: seconds the
+    client may take nothing (`http.idle_timeout`, which the connection guard cannot see
+    while bytes bypass the transport)."""
     transport = request.transport
     try:
         if transport is None or not usable(request):
@@ -202,7 +217,7 @@ async def send(
         body.sock.close()
         raise
     stop = threading.Event()
-    job = _RELAYS.get().submit(_relay_owning, client, body, stop, idle)
+    job = _RELAYS.get().submit(_relay_owning, client, body, stop, idle, client_idle)
     try:
         delivered, gone = await asyncio.wrap_future(job)
     except asyncio.CancelledError:

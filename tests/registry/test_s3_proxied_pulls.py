@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,10 +17,10 @@ from registry.db import blobs as blob_rows
 from registry.http import splice
 from registry.oci.digest import Digest
 from tests.support.oci import push_blob
-from tests.support.servers import LiveRegistry
+from tests.support.servers import LiveRegistry, S3Server, live_registry, registry_config
 
 MiB = 1024 * 1024
-pytestmark = pytest.mark.parametrize("driver", ["s3"])
+S3 = pytest.mark.parametrize("driver", ["s3"])
 
 
 async def _storage_key(zoll: LiveRegistry, name: str, digest: str) -> str:
@@ -33,6 +35,7 @@ async def _relays_end(timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+@S3
 async def test_large_blobs_are_spliced_whole_and_in_ranges(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
@@ -62,6 +65,7 @@ async def test_large_blobs_are_spliced_whole_and_in_ranges(
     await _relays_end()
 
 
+@S3
 @pytest.mark.parametrize("size", [600 * 1024, 6 * MiB])
 async def test_a_stored_object_shorter_than_its_row_breaks_the_connection(
     zoll: LiveRegistry, http: aiohttp.ClientSession, size: int
@@ -89,6 +93,7 @@ async def test_a_stored_object_shorter_than_its_row_breaks_the_connection(
     await _relays_end()
 
 
+@S3
 async def test_a_client_that_hangs_up_mid_body_ends_the_relay(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
@@ -112,6 +117,35 @@ async def test_a_client_that_hangs_up_mid_body_ends_the_relay(
     await _relays_end()
 
 
+async def test_a_client_that_takes_nothing_is_dropped_after_the_idle_timeout(
+    pg_dsn: str, tmp_path: Path, s3_server: S3Server, http: aiohttp.ClientSession
+) -> None:
+    """A client that reads the headers of a 64 MiB blob and then nothing: once the
+    socket buffers are full, the relay gives up after `http.idle_timeout` (2 s here) and
+    closes the connection, instead of holding a thread and an S3 connection."""
+    config = registry_config(pg_dsn, tmp_path / "data", "s3", s3_server, http={"idle_timeout": 2})
+    async with live_registry(config) as live:
+        data = os.urandom(64 * MiB)
+        digest = await push_blob(http, live.url, "stalled", data)
+        host, port = live.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"GET /v2/stalled/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            async with asyncio.timeout(20):
+                assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+                while not splice.COUNT.running:
+                    await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await _relays_end(timeout=20)
+            assert 1.5 < time.monotonic() - started < 15
+        finally:
+            writer.transport.abort()
+        async with http.get(f"{live.url}/v2/stalled/blobs/{digest}") as r:
+            assert await r.read() == data
+        await _relays_end()
+
+
+@S3
 async def test_many_concurrent_pulls_each_get_their_bytes(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
@@ -135,6 +169,7 @@ async def test_many_concurrent_pulls_each_get_their_bytes(
     await _relays_end()
 
 
+@S3
 async def test_an_object_gone_from_s3_answers_as_on_the_pooled_path(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:

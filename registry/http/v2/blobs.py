@@ -78,7 +78,14 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         # The store's answer before the headers: one that does not answer is a 503.
         body = await reg.driver.socket_body(info.storage_key, start, count)
         if body is not None:
-            return await splice.send(request, resp, body, count, reg.config.storage.idle_timeout)
+            return await splice.send(
+                request,
+                resp,
+                body,
+                count,
+                reg.config.storage.idle_timeout,
+                reg.config.http.idle_timeout,
+            )
     chunks = reg.driver.read(info.storage_key, start, count)
     sent = 0
     try:
