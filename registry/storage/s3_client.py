@@ -322,7 +322,9 @@ class S3Client:
         return body
 
     async def _connect(self, host: str, port: int) -> socket.socket | None:
+        """A connected non-blocking socket, or None; none is left open on any failure."""
         loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
         try:
             async with asyncio.timeout(self._timeout.sock_connect):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -333,11 +335,15 @@ class S3Client:
                         await loop.sock_connect(sock, address)
                     except OSError:
                         sock.close()
+                        sock = None
                         continue
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     return sock
-        except (OSError, TimeoutError):
-            pass
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if not isinstance(exc, OSError | TimeoutError):
+                raise
         return None
 
     async def get_bytes(self, key: str) -> bytes:
