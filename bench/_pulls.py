@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -187,12 +187,26 @@ def _measures(
 
 
 def interleaved_rounds(
-    ours: Side, peer: Side, rounds: int, clients: int, big_mib: int, log: Callable[[str], None]
+    ours: Side,
+    peer: Side,
+    rounds: int,
+    clients: int,
+    big_mib: int,
+    log: Callable[[str], None],
+    others: Sequence[Side] = (),
 ) -> None:
-    """Each measure, each round: both sides one after the other, who goes first alternating."""
+    """Each measure, each round: both sides one after the other, who goes first alternating.
+    `others` (references, such as distribution redirecting to S3 beside distribution
+    proxying) join the rotation: each round starts one side later, every other round in
+    reverse, so every side takes every place."""
     measures = list(_measures(clients, big_mib))
+    sides = [ours, peer, *others]
     for n in range(rounds):
-        order = (ours, peer) if n % 2 == 0 else (peer, ours)
+        if others:
+            turned = sides[n % len(sides) :] + sides[: n % len(sides)]
+            order: Sequence[Side] = turned if n % 2 == 0 else turned[::-1]
+        else:
+            order = (ours, peer) if n % 2 == 0 else (peer, ours)
         for _name, measure in measures:
             for side in order:
                 for key, value in measure(side).items():
@@ -211,21 +225,30 @@ def _lower_is_better(key: str) -> bool:
     return key.endswith(" ms")
 
 
-def table(ours: Side, peer: Side) -> str:
+def table(ours: Side, peer: Side, others: Sequence[Side] = ()) -> str:
     """Median and min–max per side, ratio of medians (>1× is better for Zoll; for
-    latencies the ratio is inverted so it reads the same way)."""
+    latencies the ratio is inverted so it reads the same way); `others` get a median and
+    a ratio column each after the peer's."""
     rows = [
-        "| measure | distribution 2.8 median (min–max) | Zoll median (min–max) "
-        "| Zoll / distribution |",
-        "| --- | ---: | ---: | ---: |",
+        f"| measure | {peer.name} median (min–max) | Zoll median (min–max) "
+        f"| Zoll / {peer.name} |" + "".join(f" {o.name} | Zoll / {o.name} |" for o in others),
+        "| --- | ---: | ---: | ---: |" + " ---: | ---: |" * len(others),
     ]
+
+    def ratio(key: str, mine: float, theirs: float) -> str:
+        value = theirs / mine if _lower_is_better(key) else mine / theirs
+        return f"{value:.2f}×{' (dist./Zoll)' if _lower_is_better(key) else ''}"
+
     for key, values in ours.results.items():
         theirs = peer.results[key]
         mine, peers = statistics.median(values), statistics.median(theirs)
-        ratio = peers / mine if _lower_is_better(key) else mine / peers
-        note = " (dist./Zoll)" if _lower_is_better(key) else ""
         rows.append(
             f"| {key} | {peers:,.1f} ({min(theirs):,.1f}–{max(theirs):,.1f}) "
-            f"| {mine:,.1f} ({min(values):,.1f}–{max(values):,.1f}) | {ratio:.2f}×{note} |"
+            f"| {mine:,.1f} ({min(values):,.1f}–{max(values):,.1f}) | {ratio(key, mine, peers)} |"
+            + "".join(
+                f" {statistics.median(o.results[key]):,.1f} "
+                f"| {ratio(key, mine, statistics.median(o.results[key]))} |"
+                for o in others
+            )
         )
     return "\n".join(rows)

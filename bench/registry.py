@@ -7,7 +7,10 @@ after the other:
 - peak memory of the service processes while 4 × 1 GiB pushes run at once;
 then, with both servers up at once and measured in interleaved rounds (`bench/_pulls.py`):
 - the 1 GiB pull, 64 clients pulling one 100 MiB layer, 64 clients pulling 6,400 distinct
-  small blobs (median and min–max over the rounds).
+  small blobs (median and min–max over the rounds). On S3 a second distribution on the
+  same bucket joins the rounds: one proxies pulls (`storage.redirect.disable`), one
+  redirects them to S3 (its default); the peer is the one doing what Zoll does (proxying,
+  or redirecting with `--s3-redirect`), the other is a reference column.
 
     python -m bench registry [--size-mib 1024] [--storage filesystem|s3 [--s3-redirect]]
                              [--workers 2] [--part all|classic|pulls|memory] [--rounds 9]
@@ -74,7 +77,12 @@ def _wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_distribution(work: Path, storage: str, s3: EmbeddedSeaweed | None) -> Server:
+def start_distribution(
+    work: Path, storage: str, s3: EmbeddedSeaweed | None, *, proxy: bool = False
+) -> Server:
+    """distribution on `storage`; on S3 it redirects pulls to presigned URLs (its default)
+    unless `proxy` (its `storage.redirect.disable`: it streams the bytes itself, as Zoll
+    does by default). Both kinds use the same root, so one seeding serves both."""
     port = free_port()
     if storage == "s3":
         assert s3 is not None
@@ -99,10 +107,12 @@ def start_distribution(work: Path, storage: str, s3: EmbeddedSeaweed | None) -> 
             **storage_conf,
             "delete": {"enabled": True},
             "cache": {"blobdescriptor": "inmemory"},  # its recommended setting
+            **({"redirect": {"disable": True}} if proxy else {}),
         },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
-    path = work / "distribution.yml"
+    name = "distribution-proxy" if proxy else "distribution"
+    path = work / f"{name}.yml"
     path.write_text(json.dumps(config))  # JSON is YAML
     # distribution 2.8's AWS SDK panics on AWS_CA_BUNDLE with its own transport; the
     # endpoint is plain HTTP on loopback anyway.
@@ -115,7 +125,7 @@ def start_distribution(work: Path, storage: str, s3: EmbeddedSeaweed | None) -> 
     )
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/v2/")
-    return Server("distribution", base, proc, lambda: [proc.pid])
+    return Server(name, base, proc, lambda: [proc.pid])
 
 
 def _children(pid: int) -> list[int]:
@@ -413,6 +423,26 @@ def pull_rounds(
                 _pulls.Side(server.name, server.base, "bench/pulls", digest, layer_digest, small)
             )
         peer, ours = sides
+        peer.name = "distribution 2.8"
+        others: list[_pulls.Side] = []
+        if args.storage == "s3":
+            # On S3 distribution redirects pulls by default; Zoll proxies them by default.
+            # A second distribution on the same bucket proxies (nothing to seed): the peer
+            # is the one doing what Zoll does, the other a reference.
+            proxying = start_distribution(work, args.storage, s3, proxy=True)
+            servers.append(proxying)
+            other = _pulls.Side(
+                "distribution 2.8 proxying",
+                proxying.base,
+                "bench/pulls",
+                digest,
+                layer_digest,
+                peer.small,
+            )
+            peer.name = "distribution 2.8 redirecting"
+            if not args.s3_redirect:
+                peer, other = other, peer
+            others.append(other)
         _pulls.interleaved_rounds(
             ours,
             peer,
@@ -420,8 +450,9 @@ def pull_rounds(
             args.clients,
             args.size_mib,
             lambda line: print(line, flush=True),
+            others,
         )
-        return _pulls.table(ours, peer)
+        return _pulls.table(ours, peer, others)
     finally:
         for server in servers:
             server.stop()

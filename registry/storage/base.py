@@ -8,6 +8,7 @@ saved as JSON with the session) and resumed by any worker process.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,18 @@ class StoredObject:
     key: str
     size: int
     modified: datetime
+
+
+@dataclass(eq=False, slots=True)
+class SocketBody:
+    """Blob bytes still on the store's connection, for the HTTP layer to splice(2) to its
+    client without copying them through Python: `head` came with the response headers,
+    `remaining` more are to be read from `sock` (a plain TCP socket in no pool). Whoever
+    takes it closes `sock`, also when it reads fewer bytes."""
+
+    sock: socket.socket
+    head: bytes
+    remaining: int
 
 
 class UploadWriter(Protocol):
@@ -126,6 +139,11 @@ class BlobDriver(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A file the HTTP layer may sendfile() directly, if the driver has one."""
+        ...
+
+    async def socket_body(self, key: str, offset: int, length: int) -> SocketBody | None:
+        """`length` bytes of `key` from `offset` on a connection the HTTP layer may
+        splice(2) from, if the driver has one (else None: `read` them)."""
         ...
 
     async def presign(self, key: str) -> str | None:

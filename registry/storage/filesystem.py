@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.oci.digest import Digest
-from registry.storage.base import BlobMissing, DriverState, StorageError, StoredObject, UploadLost
+from registry.storage.base import (
+    BlobMissing,
+    DriverState,
+    SocketBody,
+    StorageError,
+    StoredObject,
+    UploadLost,
+)
 
 CHUNK = 1 << 20
 _NOT_A_NAME = frozenset(("", ".", ".."))
@@ -288,6 +295,9 @@ class FilesystemDriver:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    async def socket_body(self, key: str, offset: int, length: int) -> SocketBody | None:
+        return None  # local_path: sendfile(2) instead
 
     async def presign(self, key: str) -> str | None:
         return None

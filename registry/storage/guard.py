@@ -29,6 +29,7 @@ from registry.storage.base import (
     BlobDriver,
     BlobMissing,
     DriverState,
+    SocketBody,
     StorageError,
     StoredObject,
     UploadLost,
@@ -241,6 +242,15 @@ class GuardedDriver:
 
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key)
+
+    async def socket_body(self, key: str, offset: int, length: int) -> SocketBody | None:
+        """Within `storage.timeout`, like a read's first chunk; the caller then moves the
+        bytes itself and gives up on a store that falls silent (`storage.idle_timeout`).
+        Only a body proves the store answered (None may mean it could not be reached)."""
+        body = await self.call("socket_body", self.inner.socket_body(key, offset, length))
+        if body is not None:
+            self.health.answered()
+        return body
 
     async def presign(self, key: str) -> str | None:
         return await self.call("presign", self.inner.presign(key))

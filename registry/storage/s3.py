@@ -38,6 +38,7 @@ from registry.storage.base import (
     BlobMissing,
     DriverState,
     ObjectTooLarge,
+    SocketBody,
     StorageError,
     StoredObject,
     UploadLost,
@@ -451,6 +452,13 @@ class S3Driver:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    async def socket_body(self, key: str, offset: int, length: int) -> SocketBody | None:
+        """The range on a connection of its own, for splice(2) (`S3Client.get_object_socket`:
+        plain HTTP endpoints only)."""
+        if length <= 0:
+            return None
+        return await self.client.get_object_socket(self.key(key), offset, length)
 
     async def presign(self, key: str) -> str | None:
         return self.client.presign_get(self.key(key), self.config.presign_seconds)

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import hashlib
 import random
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from registry.storage.base import SocketBody
 from registry.storage.sigv4 import (
     Credentials,
     canonical_query,
@@ -47,6 +49,8 @@ DELETE_BATCH = 1000
 """Keys one DeleteObjects request may name (S3's limit)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
+HEAD_LIMIT = 64 << 10
+"""Bytes of response headers `get_object_socket` reads before it gives up."""
 
 
 class S3Error(Exception):
@@ -278,6 +282,74 @@ class S3Client:
             headers["Range"] = f"bytes={offset}-{end}"
         return await self.request("GetObject", "GET", key, headers=headers)
 
+    async def get_object_socket(self, key: str, offset: int, length: int) -> SocketBody | None:
+        """GetObject of `length` bytes from `offset` on a connection of its own: the
+        headers parsed here, the body left on the socket (`SocketBody`) for splice(2).
+        None where that cannot work or the answer is not plainly the bytes asked for: a
+        TLS endpoint (its socket carries ciphertext), an error status, a chunked body, a
+        range S3 did not honour, a connection that fails. The caller then makes the
+        ordinary call, which retries and maps errors. An object shorter than asked for
+        gives a shorter `remaining`: the caller sees the short count."""
+        parts = urlsplit(self.endpoint)
+        if parts.scheme != "http" or not parts.hostname:
+            return None
+        path = self._path(key)
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        signed = sign_headers(
+            self.credentials, self.region, "GET", self.endpoint, path, {}, headers
+        )
+        request = "".join(
+            [f"GET {path} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in signed.items())]
+        )
+        self.calls += 1
+        sock = await self._connect(parts.hostname, parts.port or 80)
+        if sock is None:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout.sock_read):
+                loop = asyncio.get_running_loop()
+                await loop.sock_sendall(sock, f"{request}Connection: close\r\n\r\n".encode())
+                received = b""
+                while (end := received.find(b"\r\n\r\n")) < 0 and len(received) < HEAD_LIMIT:
+                    piece = await loop.sock_recv(sock, HEAD_LIMIT)
+                    if not piece:
+                        break
+                    received += piece
+            body = _socket_body(sock, received, end, offset, length) if end >= 0 else None
+        except (OSError, TimeoutError):
+            body = None
+        except BaseException:  # cancelled (the request's deadline): no socket is left open
+            sock.close()
+            raise
+        if body is None:
+            sock.close()
+        return body
+
+    async def _connect(self, host: str, port: int) -> socket.socket | None:
+        """A connected non-blocking socket, or None; none is left open on any failure."""
+        loop = asyncio.get_running_loop()
+        sock: socket.socket | None = None
+        try:
+            async with asyncio.timeout(self._timeout.sock_connect):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                for family, kind, proto, _, address in infos:
+                    sock = socket.socket(family, kind, proto)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, address)
+                    except OSError:
+                        sock.close()
+                        sock = None
+                        continue
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return sock
+        except BaseException as exc:
+            if sock is not None:
+                sock.close()
+            if not isinstance(exc, OSError | TimeoutError):
+                raise
+        return None
+
     async def get_bytes(self, key: str) -> bytes:
         resp = await self.get_object(key)
         try:
@@ -396,6 +468,35 @@ class S3Client:
         return presign_url(
             self.credentials, self.region, "GET", self.endpoint, self._path(key), expires
         )
+
+
+def _socket_body(
+    sock: socket.socket, received: bytes, end: int, offset: int, length: int
+) -> SocketBody | None:
+    """The body after the headers `received[:end]`, if it is the range asked for with a
+    Content-Length (S3 may answer 200 with the whole object to a range from 0)."""
+    lines = received[:end].decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    fields: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    if len(status) < 2 or "transfer-encoding" in fields:
+        return None
+    try:
+        announced = int(fields["content-length"])
+    except (KeyError, ValueError):
+        return None
+    if announced < 0:
+        return None
+    if status[1] == "206":
+        first = fields.get("content-range", "").removeprefix("bytes ").split("-", 1)[0]
+        if first != str(offset):
+            return None
+    elif status[1] != "200" or offset:
+        return None
+    head = received[end + 4 : end + 4 + min(announced, length)]
+    return SocketBody(sock, head, min(announced, length) - len(head))
 
 
 def _escape(text: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from registry.db import blobs as blob_rows
+from registry.http import splice
 from registry.http.access import repository, requires
 from registry.http.sendfile import SendfileResponse
 from registry.http.state import registry_of
 from registry.http.v2.common import byte_range, head_response, parse_digest, repo_name
 from registry.logs import get_logger
 from registry.oci.errors import ErrorCode, RegistryError
+from registry.storage.base import StorageError
 
 log = get_logger("zoll.http")
 
@@ -71,14 +73,32 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await resp.write_eof()
         return resp
-    chunks = reg.driver.read(info.storage_key, start, end - start + 1)
+    count = end - start + 1
+    if count >= splice.MIN_SIZE and splice.usable(request):
+        # The store's answer before the headers: one that does not answer is a 503.
+        body = await reg.driver.socket_body(info.storage_key, start, count)
+        if body is not None:
+            return await splice.send(
+                request,
+                resp,
+                body,
+                count,
+                reg.config.storage.idle_timeout,
+                reg.config.http.idle_timeout,
+            )
+    chunks = reg.driver.read(info.storage_key, start, count)
+    sent = 0
     try:
         # The first bytes before the headers: a store that does not answer is a 503.
         first = await anext(chunks)
         await resp.prepare(request)
         await resp.write(first)
+        sent += len(first)
         async for chunk in chunks:
             await resp.write(chunk)
+            sent += len(chunk)
+        if sent != count:
+            raise StorageError(f"the stored object ended after {sent} of {count} bytes")
     except Exception as exc:
         if not resp.prepared:
             raise
