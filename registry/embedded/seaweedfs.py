@@ -235,4 +235,3 @@ def _await_volumes(master_port: int, volumes: set[str], deadline: float) -> None
             time.sleep(0.1)
     if pending:
         log.warning("embedded seaweedfs started without all its volumes", missing=len(pending))
-
