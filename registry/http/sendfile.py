@@ -56,6 +56,27 @@ def send_range(sock_fd: int, file_fd: int, offset: int, count: int, stop: thread
     return sent
 
 
+def _send_and_close(
+    sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event
+) -> int:
+    try:
+        return send_range(sock_fd, file_fd, offset, count, stop)
+    finally:
+        os.close(sock_fd)
+        os.close(file_fd)
+
+
+async def headers_sent(transport: asyncio.Transport) -> None:
+    """Wait until the response headers have left the transport's buffer: a body sent
+    past the event loop must follow them on the wire."""
+    for _ in range(10_000):
+        if transport.is_closing() or not transport.get_write_buffer_size():
+            break
+        await asyncio.sleep(0.001)
+    if transport.is_closing() or transport.get_write_buffer_size():
+        raise ConnectionResetError("Connection lost")
+
+
 class SendfileResponse(web.FileResponse):
     """`FileResponse` (Range, conditional requests, HEAD) with a real sendfile path."""
 
@@ -69,17 +90,16 @@ class SendfileResponse(web.FileResponse):
         writer = await web.StreamResponse.prepare(self, request)
         assert writer is not None
         await writer.drain()
-        for _ in range(10_000):  # the headers must be on the wire before the body
-            if transport.is_closing() or not transport.get_write_buffer_size():
-                break
-            await asyncio.sleep(0.001)
-        if transport.is_closing() or transport.get_write_buffer_size():
-            raise ConnectionResetError("Connection lost")
+        await headers_sent(transport)
         stop = threading.Event()
         loop = asyncio.get_running_loop()
+        # The thread gets its own descriptors and closes them: if the event loop closes
+        # the connection (or the file) meanwhile, their numbers can go to another
+        # client's socket, which must never receive this blob's bytes.
+        client, blob = os.dup(sock.fileno()), os.dup(fobj.fileno())
         try:
             sent = await loop.run_in_executor(
-                _SENDERS.get(), send_range, sock.fileno(), fobj.fileno(), offset, count, stop
+                _SENDERS.get(), _send_and_close, client, blob, offset, count, stop
             )
         finally:
             stop.set()  # a cancelled request ends the thread within a second

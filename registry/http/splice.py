@@ -29,7 +29,7 @@ import threading
 
 from aiohttp import web
 
-from registry.http.sendfile import STALL_SECONDS
+from registry.http.sendfile import STALL_SECONDS, headers_sent
 from registry.logs import get_logger
 from registry.oci.consumers import ProcessThreadPool
 from registry.storage.base import SocketBody
@@ -186,12 +186,7 @@ async def _headers_out(request: web.BaseRequest, resp: web.StreamResponse) -> No
     await resp.prepare(request)
     transport = request.transport
     assert transport is not None
-    for _ in range(10_000):
-        if transport.is_closing() or not transport.get_write_buffer_size():
-            break
-        await asyncio.sleep(0.001)
-    if transport.is_closing() or transport.get_write_buffer_size():
-        raise ConnectionResetError("Connection lost")
+    await headers_sent(transport)
 
 
 async def send(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -219,3 +220,31 @@ async def test_duplicate_uploads_store_bytes_once(
             assert r.status == 201
     stored = [o async for o in zoll.registry.driver.list_blobs()]
     assert len(stored) == 1 and stored[0].size == len(data)
+
+
+async def test_blob_pulls_whole_or_abandoned_leave_no_descriptor_open(
+    zoll: LiveRegistry,
+) -> None:
+    """Bodies sent past the event loop (sendfile, splice) run in threads on descriptors of
+    their own: every one is closed when its pull ends, finished or abandoned by the
+    client, or a busy registry runs out of descriptors."""
+    data = os.urandom(4 * 1024 * 1024)
+    async with aiohttp.ClientSession() as http:
+        digest = await push_blob(http, zoll.url, "fds/app", data)
+    url = f"{zoll.url}/v2/fds/app/blobs/{digest}"
+
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_descriptors()
+    for _ in range(10):
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                assert await r.read() == data
+            async with http.get(url) as r:
+                await r.content.readexactly(1000)  # then hang up mid-body
+    for _ in range(50):  # an abandoned send notices within a second
+        if open_descriptors() <= before + 2:
+            break
+        await asyncio.sleep(0.1)
+    assert open_descriptors() <= before + 2
