@@ -85,7 +85,8 @@ class SendfileResponse(web.FileResponse):
     ) -> AbstractStreamWriter:
         transport = request.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
-        if transport is None or sock is None or count == 0:
+        tls = transport is not None and transport.get_extra_info("sslcontext") is not None
+        if transport is None or sock is None or count == 0 or tls:  # TLS: never raw bytes
             return await super()._sendfile(request, fobj, offset, count)
         writer = await web.StreamResponse.prepare(self, request)
         assert writer is not None
