@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import asyncpg
 
@@ -52,7 +52,6 @@ log = get_logger("zoll.gc")
 GC_LOCK = 0x5A4F4743  # "ZOGC"
 BATCH = 500
 """Rows per sweep transaction: bounds memory, lock hold time and the work lost to a crash."""
-T = TypeVar("T")
 
 _KEPT = """
 WITH RECURSIVE kept(digest) AS (

@@ -66,6 +66,19 @@ def _send_and_close(
         os.close(file_fd)
 
 
+def raw_socket(request: web.BaseRequest) -> bool:
+    """Whether bytes may go straight to the client's socket past the event loop: an open
+    plain connection, not TLS (the raw socket would carry them unencrypted)."""
+    transport = request.transport
+    return (
+        transport is not None
+        and not transport.is_closing()
+        and transport.get_extra_info("socket") is not None
+        and transport.get_extra_info("sslcontext") is None
+        and transport.get_extra_info("ssl_object") is None
+    )
+
+
 async def headers_sent(transport: asyncio.Transport) -> None:
     """Wait until the response headers have left the transport's buffer: a body sent
     past the event loop must follow them on the wire."""
@@ -84,10 +97,9 @@ class SendfileResponse(web.FileResponse):
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
     ) -> AbstractStreamWriter:
         transport = request.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        tls = transport is not None and transport.get_extra_info("sslcontext") is not None
-        if transport is None or sock is None or count == 0 or tls:  # TLS: never raw bytes
+        if transport is None or count == 0 or not raw_socket(request):
             return await super()._sendfile(request, fobj, offset, count)
+        sock = transport.get_extra_info("socket")
         writer = await web.StreamResponse.prepare(self, request)
         assert writer is not None
         await writer.drain()

@@ -29,7 +29,7 @@ import threading
 
 from aiohttp import web
 
-from registry.http.sendfile import STALL_SECONDS, headers_sent
+from registry.http.sendfile import STALL_SECONDS, headers_sent, raw_socket
 from registry.logs import get_logger
 from registry.oci.consumers import ProcessThreadPool
 from registry.storage.base import SocketBody
@@ -59,17 +59,9 @@ _MORE = getattr(os, "SPLICE_F_MORE", 0)
 
 
 def usable(request: web.BaseRequest) -> bool:
-    """Whether the client's connection is a plain socket splice(2) may write to (not TLS,
+    """Whether splice(2) may write to the client's connection (a plain socket, not TLS,
     which would need the bytes encrypted in Python)."""
-    transport = request.transport
-    return (
-        AVAILABLE
-        and transport is not None
-        and not transport.is_closing()
-        and transport.get_extra_info("socket") is not None
-        and transport.get_extra_info("sslcontext") is None
-        and transport.get_extra_info("ssl_object") is None
-    )
+    return AVAILABLE and raw_socket(request)
 
 
 def _pipe() -> tuple[int, int, int]:
