@@ -66,6 +66,20 @@ class Server:
                 self.proc.kill()
 
 
+def await_serving(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for `zoll serve` (stderr piped) to say it serves, then keep its stderr drained;
+    a start that fails raises with the last lines it printed."""
+    assert proc.stderr is not None
+    tail: list[bytes] = []
+    for raw in proc.stderr:
+        tail = [*tail[-20:], raw]
+        if b"serving on" in raw:
+            break
+    else:
+        raise RuntimeError("zoll serve did not start:\n" + b"".join(tail).decode(errors="replace"))
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+
+
 def _wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -184,15 +198,7 @@ def start_zoll(
         stderr=subprocess.PIPE,
         env=env,
     )
-    assert proc.stderr is not None
-    for raw in proc.stderr:
-        if b"serving on" in raw:
-            break
-    else:
-        raise RuntimeError("zoll serve did not start")
-    threading.Thread(
-        target=lambda: proc.stderr.read() if proc.stderr else None, daemon=True
-    ).start()
+    await_serving(proc)
 
     def service() -> list[int]:  # the supervisor and its Python workers, not the backends
         return [proc.pid, *[c for c in _children(proc.pid) if _is_python(c)]]

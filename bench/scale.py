@@ -42,7 +42,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -57,6 +56,7 @@ import asyncpg
 from attest.tlog.compact import CompactRange
 from attest.tlog.entries import admission_record
 from attest.tlog.hashing import EMPTY_ROOT, leaf_hash
+from bench.registry import ZOLL, Server, await_serving
 from registry.audit.chain import GENESIS, event_hash
 from registry.config import Config, load_config
 from registry.embedded.ports import free_port
@@ -66,7 +66,6 @@ from registry.oci.digest import Digest
 from registry.processes import high_water_kib
 from registry.storage.filesystem import FilesystemDriver
 
-ZOLL = str(Path(sys.executable).parent / "zoll")
 ORIGIN = "bench.zoll.example/scale"
 BIG = "scale/big"
 """The repository with the many tags and the referrers."""
@@ -209,6 +208,20 @@ def referrer_manifest(subject: str, config: str, n: int) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+MANIFEST_COLUMNS = [
+    "repository_id",
+    "digest",
+    "media_type",
+    "artifact_type",
+    "subject_digest",
+    "content",
+    "size",
+    "created_at",
+]
+REFERENCE_COLUMNS = ["repository_id", "manifest_digest", "blob_digest"]
+TAG_COLUMNS = ["repository_id", "name", "manifest_digest", "updated_at"]
+
+
 async def copy(conn: asyncpg.Connection, table: str, columns: list[str], rows: Any) -> None:
     await conn.copy_records_to_table(table, records=rows, columns=columns)
 
@@ -285,24 +298,11 @@ async def fill_database(
             await copy(
                 conn,
                 "manifests",
-                [
-                    "repository_id",
-                    "digest",
-                    "media_type",
-                    "artifact_type",
-                    "subject_digest",
-                    "content",
-                    "size",
-                    "created_at",
-                ],
+                MANIFEST_COLUMNS,
                 rows,
             )
-            await copy(
-                conn, "manifest_blobs", ["repository_id", "manifest_digest", "blob_digest"], refs
-            )
-            await copy(
-                conn, "tags", ["repository_id", "name", "manifest_digest", "updated_at"], tags
-            )
+            await copy(conn, "manifest_blobs", REFERENCE_COLUMNS, refs)
+            await copy(conn, "tags", TAG_COLUMNS, tags)
             await copy(
                 conn,
                 "image_status",
@@ -323,7 +323,7 @@ async def fill_database(
         await copy(
             conn,
             "tags",
-            ["repository_id", "name", "manifest_digest", "updated_at"],
+            TAG_COLUMNS,
             [
                 (1, f"t{m:07d}-{k}", manifest_digests[m], OLD)
                 for m in shape.big_manifests()
@@ -350,22 +350,10 @@ async def fill_database(
         await copy(
             conn,
             "manifests",
-            [
-                "repository_id",
-                "digest",
-                "media_type",
-                "artifact_type",
-                "subject_digest",
-                "content",
-                "size",
-                "created_at",
-            ],
+            MANIFEST_COLUMNS,
             refs_rows,
         )
-        await copy(
-            conn, "manifest_blobs", ["repository_id", "manifest_digest", "blob_digest"], ref_blobs
-        )
-        await conn.execute("ANALYZE")
+        await copy(conn, "manifest_blobs", REFERENCE_COLUMNS, ref_blobs)
     return {str(k): v for k, v in manifest_digests.items()}
 
 
@@ -514,21 +502,7 @@ def bench_config(env: dict[str, str]) -> Config:
     return load_config(environ={k: v for k, v in env.items() if k.startswith("ZOLL_")})
 
 
-@dataclass
-class Serve:
-    base: str
-    proc: subprocess.Popen[bytes]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def start_zoll(env: dict[str, str]) -> Serve:
+def start_zoll(env: dict[str, str]) -> Server:
     port = free_port()
     proc = subprocess.Popen(
         [ZOLL, "serve", "--port", str(port), "--workers", "1"],
@@ -536,16 +510,8 @@ def start_zoll(env: dict[str, str]) -> Serve:
         stderr=subprocess.PIPE,
         env=env,
     )
-    assert proc.stderr is not None
-    tail: list[bytes] = []
-    for raw in proc.stderr:
-        tail = [*tail[-20:], raw]
-        if b"serving on" in raw:
-            break
-    else:
-        raise RuntimeError("zoll serve did not start:\n" + b"".join(tail).decode(errors="replace"))
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return Serve(f"http://127.0.0.1:{port}", proc)
+    await_serving(proc)
+    return Server("zoll", f"http://127.0.0.1:{port}", proc)
 
 
 # -- measuring -----------------------------------------------------------------------
