@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,11 +18,32 @@ import pytest
 from attest.tlog.entries import admission_record
 from registry.db.notify import RETRY_SECONDS
 from registry.federation import tiles
-from registry.federation.follower import follow_once
+from registry.federation.follower import RoundResult, follow_once
 from registry.federation.worker import FederationWorker
 from tests.federation.nodes import append_decisions, federation_of, nodes, pin
 from tests.support.oci import Image, push_image
 from tests.support.servers import LiveRegistry
+
+
+@asynccontextmanager
+async def a_followed_by_b(
+    admin_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> AsyncIterator[tuple[LiveRegistry, LiveRegistry]]:
+    """Node a, and node b following all of a's repositories (loops off: tests drive)."""
+    follow = {"follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
+    async with (
+        nodes(admin_dsn, tmp_path, "zoll-a") as first,
+        nodes(admin_dsn, tmp_path, "zoll-b", federation=follow) as second,
+    ):
+        a, b = first["zoll-a"], second["zoll-b"]
+        await pin(http, b, a)
+        yield a, b
+
+
+async def read_once(follower: LiveRegistry) -> RoundResult:
+    """One follow round of `follower` on its one peer."""
+    [peer] = await federation_of(follower).peers()
+    return await follow_once(federation_of(follower), peer, follower.services.jobs)
 
 
 async def test_a_bundle_larger_than_one_read_arrives_whole(
@@ -28,13 +51,7 @@ async def test_a_bundle_larger_than_one_read_arrives_whole(
 ) -> None:
     """Entries of a few hundred KiB each (an SBOM statement is): the bundle comes in many
     TCP reads, and the follower must read it to its end."""
-    follow = {"follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
-    async with (
-        nodes(pg_admin_dsn, tmp_path, "zoll-a") as first,
-        nodes(pg_admin_dsn, tmp_path, "zoll-b", federation=follow) as second,
-    ):
-        a, b = first["zoll-a"], second["zoll-b"]
-        await pin(http, b, a)
+    async with a_followed_by_b(pg_admin_dsn, tmp_path, http) as (a, b):
         big = [
             admission_record(
                 subject_digest="sha256:" + f"{n:02d}" * 32,
@@ -48,12 +65,11 @@ async def test_a_bundle_larger_than_one_read_arrives_whole(
         await a.services.log.append(big)
         await append_decisions(a, 3)
         await FederationWorker(a.services).witness_round()
-        [peer] = await federation_of(b).peers()
-        result = await follow_once(federation_of(b), peer, b.services.jobs)
+        result = await read_once(b)
         assert (result.state, result.read) == ("following", 7)
         assert result.verified_size == await a.services.log.size() == 7
         # nothing new: the next round reads nothing and stays verified
-        again = await follow_once(federation_of(b), peer, b.services.jobs)
+        again = await read_once(b)
         assert (again.read, again.verified_size) == (0, 7)
 
 
@@ -67,13 +83,7 @@ async def test_a_log_far_behind_is_published_in_steps_and_read_whole(
     step by step, so the lock that the pipeline's witnessing waits for is never held for
     all of it; a follower still reads the whole log, and no step's partial tile is left."""
     monkeypatch.setattr(tiles, "CATCH_UP", 256)  # 65,536 leaves in the service
-    follow = {"follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
-    async with (
-        nodes(pg_admin_dsn, tmp_path, "zoll-a") as first,
-        nodes(pg_admin_dsn, tmp_path, "zoll-b", federation=follow) as second,
-    ):
-        a, b = first["zoll-a"], second["zoll-b"]
-        await pin(http, b, a)
+    async with a_followed_by_b(pg_admin_dsn, tmp_path, http) as (a, b):
         async with a.registry.pool.acquire() as conn:  # every committed publication, in order
             await conn.execute(
                 """CREATE TABLE published_sizes (n serial, size bigint);
@@ -97,8 +107,7 @@ async def test_a_log_far_behind_is_published_in_steps_and_read_whole(
         # 600 = 2·256 + 88 entries (a Zoll-named bundle) and level-0 hashes, and 2
         # level-1 hashes; the first step's tile/1/000.p/1 is gone
         assert partial == {"tile/zoll-entries/002.p/88", "tile/0/002.p/88", "tile/1/000.p/2"}
-        [peer] = await federation_of(b).peers()
-        result = await follow_once(federation_of(b), peer, b.services.jobs)
+        result = await read_once(b)
         assert (result.read, result.verified_size) == (600, await a.services.log.size())
 
 

@@ -216,14 +216,24 @@ class _Supplier:
         self.key = key
 
 
-async def zoll_cli(*args: str) -> tuple[int, str]:
-    """The `zoll` command as a cluster's admission check would run it (offline verify)."""
+async def verify_offline(trio: Trio, host: str, ref: str) -> tuple[int, Any]:
+    """`zoll verify image` against `trio`'s policy, as a cluster's admission check would
+    run it: the exit code and the JSON document."""
     proc = await asyncio.create_subprocess_exec(
-        ZOLL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        ZOLL,
+        "verify",
+        "image",
+        f"docker://{host}/{ref}",
+        "--policy",
+        str(trio.policy),
+        "--tls-verify=false",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode in (0, 1), err.decode()
-    return proc.returncode or 0, out.decode()
+    return proc.returncode or 0, json.loads(out)
 
 
 async def requirement(http: aiohttp.ClientSession, node: LiveRegistry, ref: str, rid: str) -> Any:
@@ -253,16 +263,7 @@ async def test_b_and_c_follow_a_and_admit_by_a_witnessed_quorum(
     trio.digest = str(digest)
     # a cluster checks the same offline, from what is attached to the image at b: a's and
     # b's VSAs, each with a tlog proof cosigned by another node's witness
-    code, out = await zoll_cli(
-        "verify",
-        "image",
-        f"docker://{b.host}/{ref}",
-        "--policy",
-        str(trio.policy),
-        "--tls-verify=false",
-        "--json",
-    )
-    document = json.loads(out)
+    code, document = await verify_offline(trio, b.host, ref)
     assert code == 0 and document["passed"], document
     offline = next(r for r in document["requirements"] if r["id"] == "quorum")
     assert {"zoll-a", "zoll-b"} <= set(offline["nodes"])
@@ -325,16 +326,7 @@ async def test_a_mirrors_a_and_b_rebuild_and_c_admits_by_two_reproductions(
     assert quorum["passed"] and set(quorum["nodes"]) == {"zoll-a", "zoll-b"}, quorum
     # and a cluster pulling from c checks the same offline, from the rebuild statements
     # attached to the image at c (a's and b's, each with its witnessed tlog proof)
-    code, out = await zoll_cli(
-        "verify",
-        "image",
-        f"docker://{c.host}/{ref}",
-        "--policy",
-        str(trio.policy),
-        "--tls-verify=false",
-        "--json",
-    )
-    document = json.loads(out)
+    code, document = await verify_offline(trio, c.host, ref)
     assert code == 0 and document["passed"], document
     offline = next(r for r in document["requirements"] if r["id"] == "quorum")
     assert set(offline["nodes"]) == {"zoll-a", "zoll-b"}
@@ -395,16 +387,8 @@ async def test_a_malicious_node_cannot_make_a_quorum_alone(
     # a cluster pulling it from c (whose operator keeps serving it) checks the quorum
     # itself, and refuses
     await status.update(svc.registry.pool, "opendesk/office", str(digest), state="admitted")
-    code, out = await zoll_cli(
-        "verify",
-        "image",
-        f"docker://{c.host}/opendesk/office@{digest}",
-        "--policy",
-        str(trio.policy),
-        "--tls-verify=false",
-        "--json",
-    )
-    assert code == 1 and not json.loads(out)["passed"]
+    code, document = await verify_offline(trio, c.host, f"opendesk/office@{digest}")
+    assert code == 1 and not document["passed"]
 
 
 async def test_a_revokes_its_verdict_and_the_followers_quarantine_by_policy(

@@ -11,12 +11,8 @@ and workers, through a Python audit hook that records every import of those pack
 from __future__ import annotations
 
 import asyncio
-import gzip
-import hashlib
-import io
 import json
 import os
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.charts import tgz
+from tests.support.oci import Image, push_image, sha256
 from tests.support.served import Served
 
 pytestmark = pytest.mark.slow
@@ -59,47 +57,17 @@ def _imports(folder: Path) -> dict[str, set[str]]:
     }
 
 
-def _layer() -> bytes:
-    """A gzipped tar with one file: what the pipeline's scan can read."""
-    content = os.urandom(64 * 1024)
-    member = tarfile.TarInfo("srv/data.bin")
-    member.size = len(content)
-    out = io.BytesIO()
-    with (
-        gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as zipped,
-        tarfile.open(fileobj=zipped, mode="w") as tar,
-    ):
-        tar.addfile(member, io.BytesIO(content))
-    return out.getvalue()
-
-
 async def _push_and_pull(http: aiohttp.ClientSession, base: str) -> str:
+    """An image whose layer the pipeline's scan can read (a gzipped tar), pushed and read
+    back."""
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-    layer = _layer()
-    descriptors = []
-    for data in (config, layer):
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        url = f"{base}/v2/demo/app/blobs/uploads/?digest={digest}"
-        async with http.post(url, data=data) as r:
-            assert r.status == 201, await r.text()
-        descriptors.append({"digest": digest, "size": len(data)})
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **descriptors[0]},
-            "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **descriptors[1]}
-            ],
-        }
-    ).encode()
-    headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
-    async with http.put(f"{base}/v2/demo/app/manifests/1.0", data=manifest, headers=headers) as r:
-        assert r.status == 201, await r.text()
-        digest = r.headers["Docker-Content-Digest"]
+    layer = tgz({"srv/data.bin": os.urandom(64 * 1024)})
+    image = Image(config, [layer])
+    digest = await push_image(http, base, "demo/app", image, "1.0")
+    headers = {"Accept": image.media_type}
     async with http.get(f"{base}/v2/demo/app/manifests/1.0", headers=headers) as r:
-        assert r.status == 200 and await r.read() == manifest
-    async with http.get(f"{base}/v2/demo/app/blobs/{descriptors[1]['digest']}") as r:
+        assert r.status == 200 and await r.read() == image.manifest()
+    async with http.get(f"{base}/v2/demo/app/blobs/{sha256(layer)}") as r:
         assert r.status == 200 and await r.read() == layer
     return digest
 

@@ -55,10 +55,19 @@ def small_image(marker: str) -> Image:
 
 async def push_image(rr: RoundRobin, name: str, image: Image, tag: str) -> None:
     for blob in (image.config, *image.layers):
-        status, _, body = await rr.request(
-            "POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}", data=blob
-        )
-        assert status == 201, body
+        await push_blob(rr, name, blob)
+    await put_manifest(rr, name, image, tag)
+
+
+async def push_blob(rr: RoundRobin, name: str, blob: bytes) -> None:
+    """A monolithic blob upload (one POST)."""
+    status, _, body = await rr.request(
+        "POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}", data=blob
+    )
+    assert status == 201, body
+
+
+async def put_manifest(rr: RoundRobin, name: str, image: Image, tag: str) -> None:
     status, _, body = await rr.request(
         "PUT",
         f"/v2/{name}/manifests/{tag}",
@@ -250,10 +259,7 @@ async def test_the_same_image_pushed_through_every_instance_at_once(
     async def push(n: int) -> None:
         client = RoundRobin(http, cluster.urls[n % 3 :] + cluster.urls[: n % 3], cluster.admin)
         for blob in (image.config, *image.layers[:2]):
-            status, _, body = await client.request(
-                "POST", f"/v2/{name}/blobs/uploads/?digest={sha256(blob)}", data=blob
-            )
-            assert status == 201, body
+            await push_blob(client, name, blob)
         status, headers, _ = await client.request("POST", f"/v2/{name}/blobs/uploads/")
         location = headers["Location"]
         for start in range(0, len(big), 3 * MiB):
@@ -268,13 +274,7 @@ async def test_the_same_image_pushed_through_every_instance_at_once(
             location = headers["Location"]
         status, _, body = await client.request("PUT", f"{location}?digest={sha256(big)}")
         assert status == 201, body
-        status, _, body = await client.request(
-            "PUT",
-            f"/v2/{name}/manifests/latest",
-            data=image.manifest(),
-            headers={"Content-Type": image.media_type},
-        )
-        assert status == 201, body
+        await put_manifest(client, name, image, "latest")
 
     await asyncio.gather(*(push(n) for n in range(9)))
     conn = await asyncpg.connect(cluster.dsn)
