@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,19 +25,31 @@ from tests.federation.nodes import append_decisions, federation_of, nodes, pin
 from tests.support.oci import Image, push_image
 from tests.support.servers import LiveRegistry
 
+SLOW = {"poll_seconds": 60, "witness_seconds": 60}
+"""Federation rounds far apart: what happens within seconds was woken, not polled."""
+
 
 @asynccontextmanager
 async def a_followed_by_b(
-    admin_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+    admin_dsn: str,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    *,
+    pipeline: bool = False,
+    pinned: bool = True,
+    **federation: Any,
 ) -> AsyncIterator[tuple[LiveRegistry, LiveRegistry]]:
-    """Node a, and node b following all of a's repositories (loops off: tests drive)."""
-    follow = {"follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
+    """Node a, and node b following all of a's repositories; with `pipeline` both run
+    their jobs and federation loops (else tests drive the rounds), with `pinned` b has
+    pinned a. `federation` settings apply to both."""
+    follow = {**federation, "follow": [{"peer": "zoll-a", "repositories": ["*"]}]}
     async with (
-        nodes(admin_dsn, tmp_path, "zoll-a") as first,
-        nodes(admin_dsn, tmp_path, "zoll-b", federation=follow) as second,
+        nodes(admin_dsn, tmp_path, "zoll-a", pipeline=pipeline, federation=federation) as first,
+        nodes(admin_dsn, tmp_path, "zoll-b", pipeline=pipeline, federation=follow) as second,
     ):
         a, b = first["zoll-a"], second["zoll-b"]
-        await pin(http, b, a)
+        if pinned:
+            await pin(http, b, a)
         yield a, b
 
 
@@ -117,13 +130,9 @@ async def test_a_follower_reads_on_at_once_when_its_peer_admits(
     """Rounds every 60 s, yet the follower is current within seconds: pinning starts the
     follow at once, an admission makes the node publish its tiles at once, and its
     add-checkpoint request to the follower (its witness) wakes the follower's reading."""
-    slow = {"poll_seconds": 60, "witness_seconds": 60}
-    follow = {"federation": {**slow, "follow": [{"peer": "zoll-a", "repositories": ["*"]}]}}
-    async with (
-        nodes(pg_admin_dsn, tmp_path, "zoll-a", pipeline=True, federation=slow) as first,
-        nodes(pg_admin_dsn, tmp_path, "zoll-b", pipeline=True, **follow) as second,
-    ):
-        a, b = first["zoll-a"], second["zoll-b"]
+    async with a_followed_by_b(
+        pg_admin_dsn, tmp_path, http, pipeline=True, pinned=False, **SLOW
+    ) as (a, b):
         await append_decisions(a, 2)
         await asyncio.sleep(0.5)  # both nodes' first rounds are behind them
         await pin(http, a, b)  # b witnesses a: a's add-checkpoint requests reach b
@@ -146,13 +155,9 @@ async def test_wake_ups_are_heard_again_after_the_database_cut_every_connection(
 ) -> None:
     """A failover or restart ends the connections that hear NOTIFY: they come back by
     themselves, so the follower is still current within seconds, not at the next 60 s."""
-    slow = {"poll_seconds": 60, "witness_seconds": 60}
-    follow = {"federation": {**slow, "follow": [{"peer": "zoll-a", "repositories": ["*"]}]}}
-    async with (
-        nodes(pg_admin_dsn, tmp_path, "zoll-a", pipeline=True, federation=slow) as first,
-        nodes(pg_admin_dsn, tmp_path, "zoll-b", pipeline=True, **follow) as second,
-    ):
-        a, b = first["zoll-a"], second["zoll-b"]
+    async with a_followed_by_b(
+        pg_admin_dsn, tmp_path, http, pipeline=True, pinned=False, **SLOW
+    ) as (a, b):
         await pin(http, a, b)
         await pin(http, b, a)
         await append_decisions(a, 2)

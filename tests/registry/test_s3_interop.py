@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import uuid
 from typing import Any
 
 import boto3
@@ -33,14 +32,7 @@ def _boto(s3: S3Server) -> Any:
 
 
 async def test_what_zoll_stores_boto3_reads_and_the_other_way(s3_server: S3Server) -> None:
-    config = S3Config(
-        endpoint=s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        bucket="zoll-tests",
-        prefix=f"{uuid.uuid4().hex[:12]}/",
-        part_size=5 * MiB,
-    )
+    config = S3Config(**s3_server.settings())
     driver = S3Driver(config, ByteBudget(64 * MiB))
     await driver.start()
     boto = _boto(s3_server)
@@ -52,17 +44,17 @@ async def test_what_zoll_stores_boto3_reads_and_the_other_way(s3_server: S3Serve
             await writer.write([data[start : start + MiB]])
         key = await writer.commit(Digest.of(data))
 
-        head = await asyncio.to_thread(boto.head_object, Bucket="zoll-tests", Key=driver.key(key))
+        head = await asyncio.to_thread(boto.head_object, Bucket=config.bucket, Key=driver.key(key))
         assert head["ContentLength"] == len(data)
         assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # one multipart object
         body = await asyncio.to_thread(
-            lambda: boto.get_object(Bucket="zoll-tests", Key=driver.key(key))["Body"].read()
+            lambda: boto.get_object(Bucket=config.bucket, Key=driver.key(key))["Body"].read()
         )
         assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 
         theirs = os.urandom(3 * MiB)
         await asyncio.to_thread(
-            boto.put_object, Bucket="zoll-tests", Key=driver.key("imported/x"), Body=theirs
+            boto.put_object, Bucket=config.bucket, Key=driver.key("imported/x"), Body=theirs
         )
         assert await driver.stat("imported/x") == len(theirs)
         assert b"".join([c async for c in driver.read("imported/x")]) == theirs

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,14 +81,7 @@ def test_blobs_under_sixteen_gibibytes_keep_the_configured_part_size() -> None:
 
 
 def _config(s3_server: S3Server) -> S3Config:
-    return S3Config(
-        endpoint=s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        bucket="zoll-tests",
-        prefix=f"{uuid.uuid4().hex[:12]}/",
-        part_size=5 * MiB,
-    )
+    return S3Config(**s3_server.settings())
 
 
 async def test_an_upload_past_five_tebibytes_is_refused_before_anything_is_sent(

@@ -7,12 +7,9 @@ transparency-log appends from all of them, tokens and login lockouts shared."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
 import json
 import os
 import re
-import tarfile
 
 import aiohttp
 import asyncpg
@@ -24,6 +21,7 @@ from registry.oci import mediatypes as mt
 from tests.auth.conftest import basic
 from tests.faults.conftest import audit_verifies
 from tests.scaleout.conftest import LOG_ORIGIN, Cluster, RoundRobin
+from tests.support.charts import tgz
 from tests.support.oci import Image, sha256
 from tests.support.served import Served
 from tests.ui.conftest import csrf_of, login
@@ -32,24 +30,13 @@ pytestmark = pytest.mark.slow
 MiB = 1024 * 1024
 
 
-def layer(files: dict[str, bytes]) -> bytes:
-    """A real gzipped tar layer (the pipeline analyses it)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
-
-
 def small_image(marker: str) -> Image:
     """A two-layer image with real layers; `marker` makes it unique."""
     return Image(
         json.dumps(
             {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}, "m": marker}
         ).encode(),
-        [layer({"etc/os-release": b"ID=zoll\n"}), layer({"app/marker": marker.encode()})],
+        [tgz({"etc/os-release": b"ID=zoll\n"}), tgz({"app/marker": marker.encode()})],
     )
 
 
@@ -324,7 +311,7 @@ async def test_gc_on_one_instance_while_the_others_take_pushes(
     garbage goes, every pushed image stays whole, and so does a blob pushed without a
     manifest yet (it is within the grace period)."""
     others = RoundRobin(http, cluster.urls[1:], cluster.admin)
-    shared = layer({"shared/gc": b"pushed again while collected"})
+    shared = tgz({"shared/gc": b"pushed again while collected"})
     garbage = small_image("garbage")
     garbage.layers.append(shared)
     await push_image(others, "flows/gc-old", garbage, "old")

@@ -33,6 +33,17 @@ class S3Server:
     access_key: str
     secret_key: str
 
+    def settings(self) -> dict[str, Any]:
+        """`storage.s3` for one test: the shared bucket, under a prefix of its own."""
+        return {
+            "endpoint": self.endpoint,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "bucket": TEST_BUCKET,
+            "prefix": f"{uuid.uuid4().hex[:12]}/",
+            "part_size": 5 * 1024 * 1024,
+        }
+
 
 @contextmanager
 def running_seaweedfs() -> Iterator[S3Server]:
@@ -52,14 +63,7 @@ def registry_config(
     storage: dict[str, Any] = {"driver": driver}
     if driver == "s3":
         assert s3 is not None
-        storage["s3"] = {
-            "endpoint": s3.endpoint,
-            "access_key": s3.access_key,
-            "secret_key": s3.secret_key,
-            "bucket": TEST_BUCKET,
-            "prefix": f"{uuid.uuid4().hex[:12]}/",
-            "part_size": 5 * 1024 * 1024,
-        }
+        storage["s3"] = s3.settings()
     base: dict[str, Any] = {
         "data_dir": str(data_dir),
         "database": {"dsn": dsn, "pool_min": 1, "pool_max": 10},
