@@ -140,13 +140,7 @@ async def test_a_follower_reads_on_at_once_when_its_peer_admits(
         assert await _caught_up(b, 2), "pinning did not start the follow"
         started = time.monotonic()
         await push_image(http, a.url, "demo/app", Image.random(), "1.0")  # judged and logged
-        size = 0
-        while time.monotonic() - started < 20:
-            size = await a.services.log.size()
-            if size > 2 and await _caught_up(b, size, wait=0.2):
-                break
-        else:
-            raise AssertionError(f"b did not read a's log past 2 entries (a has {size})")
+        await _reads_past(a, b, 2, started)
         assert time.monotonic() - started < 20 < 60
 
 
@@ -181,13 +175,17 @@ async def test_wake_ups_are_heard_again_after_the_database_cut_every_connection(
                 break
             except AssertionError:
                 await asyncio.sleep(0.25)
-        size = 0
-        while time.monotonic() - started < 20:
-            size = await a.services.log.size()
-            if size > 2 and await _caught_up(b, size, wait=0.2):
-                break
-        else:
-            raise AssertionError(f"b did not read a's log past 2 entries (a has {size})")
+        await _reads_past(a, b, 2, started)
+
+
+async def _reads_past(a: LiveRegistry, b: LiveRegistry, size: int, started: float) -> None:
+    """b has read a's log beyond `size` entries within 20 s of `started`."""
+    now = 0
+    while time.monotonic() - started < 20:
+        now = await a.services.log.size()
+        if now > size and await _caught_up(b, now, wait=0.2):
+            return
+    raise AssertionError(f"b did not read a's log past {size} entries (a has {now})")
 
 
 async def _caught_up(node: LiveRegistry, size: int, wait: float = 10) -> bool:
