@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,22 @@ def high_water_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def until_single_threaded(seconds: float = 5.0) -> None:
+    """Wait (briefly) until the threads the start used (`asyncio.to_thread`, name
+    lookups) have really ended: Python's join returns before the thread's C-level exit
+    handlers run, and OpenSSL's takes a lock. A process forked meanwhile (a worker, a
+    `run_in_child` child) inherits that lock held and hangs at its first key or random
+    number, never ready (seen once in tests/faults/test_crash_orphans.py)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sum(1 for _ in Path("/proc/self/task").iterdir()) <= 1:
+                return
+        except OSError:  # no /proc
+            return
+        time.sleep(0.005)
+
+
 class ChildFailed(RuntimeError):
     """Work in a child process raised an exception it was not expected to (its traceback
     was printed there), or the child died."""
@@ -134,7 +151,8 @@ def run_in_child(work: Callable[[], T], expected: tuple[type[Exception], ...] = 
 
     For work whose imports this process must not keep: what the child loads goes with it
     (`zoll serve`'s supervisor checks the trust roots and prepares the database this way,
-    docs/benchmarks.md). Call it while this process runs no other thread."""
+    docs/benchmarks.md). Call it while this process starts no other thread."""
+    until_single_threaded()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no exit handlers, no cleanup of what the parent owns

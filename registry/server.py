@@ -27,7 +27,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry import local_service, supervision
@@ -36,7 +35,7 @@ from registry.embedded.postgres import EmbeddedPostgres
 from registry.embedded.seaweedfs import EmbeddedSeaweed
 from registry.logs import get_logger
 from registry.memory import tune_malloc
-from registry.processes import die_with_parent, port_holder, run_in_child
+from registry.processes import die_with_parent, port_holder, run_in_child, until_single_threaded
 
 if TYPE_CHECKING:
     from registry.http.state import Registry
@@ -145,7 +144,6 @@ def _prepared(config: Config) -> str | None:
     """`_prepare` in a child process: the database code, the signing keys and the
     transparency log it loads (~15 MiB) stay out of the supervisor, which with one worker
     shares nothing it does not need (`load_worker_code`)."""
-    _until_single_threaded()
     return run_in_child(lambda: asyncio.run(_prepare(config)), expected=(StartError,))
 
 
@@ -485,22 +483,6 @@ def run(
             os.close(lock)
 
 
-def _until_single_threaded(seconds: float = 5.0) -> None:
-    """Wait (briefly) until the threads the start used (`asyncio.to_thread`, name
-    lookups) have really ended: Python's join returns before the thread's C-level exit
-    handlers run, and OpenSSL's takes a lock. A worker forked meanwhile inherits that
-    lock held and hangs at its first key or random number, never ready (seen once in
-    tests/faults/test_crash_orphans.py)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if sum(1 for _ in Path("/proc/self/task").iterdir()) <= 1:
-                return
-        except OSError:  # no /proc
-            return
-        time.sleep(0.005)
-
-
 RESTART_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 """Seconds before a dead worker is replaced, growing with each death in a row."""
 STEADY_SECONDS = 60.0
@@ -538,7 +520,7 @@ class WorkerPool:
 
     def spawn(self) -> None:
         supervisor = os.getpid()
-        _until_single_threaded()
+        until_single_threaded()
         # What the supervisor holds now goes to the permanent generation: the worker's
         # collections then never write to those objects, so their pages stay shared
         # (copy-on-write) instead of being copied into every worker: ~15 MiB per worker
@@ -665,7 +647,6 @@ class WorkerPool:
         if not self.orphans_pending:
             return
         try:  # in a child, as `_prepared`: the supervisor keeps no database code
-            _until_single_threaded()
             jobs, uploads = run_in_child(
                 lambda: asyncio.run(_released_orphans(self.config)), expected=(Exception,)
             )
