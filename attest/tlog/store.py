@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,13 @@ _HEAD: Final = "SELECT size, root FROM tlog_logs WHERE id = $1"
 _HEAD_FOR_UPDATE: Final = _HEAD + " FOR UPDATE"
 MAX_BATCH: Final = 512
 """Records per append transaction; bounds transaction size and memory."""
+CACHED_LEVEL: Final = 8
+"""Subtrees of 2**8 leaves and more are kept in memory once read: every proof needs a few
+of the same high subtrees, so proofs read the same number of rows (the low levels) at any
+log size instead of one more per doubling. A complete subtree never changes."""
+CACHED_NODES: Final = 32_768
+"""About 3 MiB: every cached level of a log of 8,000,000 entries; beyond that the least
+recently used go, and the highest levels, which every proof reads, stay."""
 
 
 class LogError(RuntimeError):
@@ -94,6 +102,7 @@ class TransparencyLog:
         self._queue: list[_Waiter] = []
         self._lock = asyncio.Lock()
         self._log_id: int | None = None
+        self._subtrees: OrderedDict[NodeID, bytes] = OrderedDict()
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -357,8 +366,10 @@ class TransparencyLog:
 
     async def _nodes(self, conn: Conn, log_id: int, ids: set[NodeID]) -> dict[NodeID, bytes]:
         leaves = sorted(n.index for n in ids if n.level == 0)
-        inner = sorted((n for n in ids if n.level > 0), key=lambda n: (n.level, n.index))
-        out: dict[NodeID, bytes] = {}
+        out = self._cached(ids)
+        inner = sorted(
+            (n for n in ids if n.level > 0 and n not in out), key=lambda n: (n.level, n.index)
+        )
         if leaves:
             for r in await conn.fetch(
                 "SELECT idx, leaf_hash FROM tlog_leaves "
@@ -377,11 +388,25 @@ class TransparencyLog:
                 [n.level for n in inner],
                 [n.index for n in inner],
             ):
-                out[NodeID(r["level"], r["idx"])] = bytes(r["hash"])
+                node = NodeID(r["level"], r["idx"])
+                out[node] = bytes(r["hash"])
+                if node.level >= CACHED_LEVEL:
+                    self._remember(node, out[node])
         missing = ids - out.keys()
         if missing:
             raise LogCorrupt(f"{self.origin} lacks stored subtrees {sorted(missing)[:5]}")
         return out
+
+    def _cached(self, ids: set[NodeID]) -> dict[NodeID, bytes]:
+        found = {n: self._subtrees[n] for n in ids if n in self._subtrees}
+        for n in found:
+            self._subtrees.move_to_end(n)
+        return found
+
+    def _remember(self, node: NodeID, digest: bytes) -> None:
+        self._subtrees[node] = digest
+        if len(self._subtrees) > CACHED_NODES:
+            self._subtrees.popitem(last=False)
 
     async def _resolve(self, plan_for: Callable[[], Plan], *sizes: int) -> tuple[list[bytes], int]:
         async with self.pool.acquire() as conn:
