@@ -428,15 +428,25 @@ def _referrer(r: asyncpg.Record) -> dict[str, Any]:
 
 
 IMAGE_PAGE = """
-    SELECT m.digest, m.media_type, m.artifact_type, m.size, m.created_at, m.subject_digest,
-           coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM tags t
-                      WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest),
-                    '{}') AS tags
-      FROM manifests m
-     WHERE m.repository_id = $1 AND m.digest > coalesce($2::text, '')
-     ORDER BY m.digest LIMIT $3"""
-"""The page of manifests is taken from the primary key first and only its tags are read:
-joining first sorted every manifest after `after` with all its tags before the limit."""
+    WITH page AS MATERIALIZED (
+        SELECT m.digest, m.media_type, m.artifact_type, m.size, m.created_at, m.subject_digest
+          FROM manifests m
+         WHERE m.repository_id = $1 AND m.digest > coalesce($2::text, '')
+         ORDER BY m.digest LIMIT $3),
+    named AS (
+        SELECT t.manifest_digest, array_agg(t.name ORDER BY t.name) AS tags
+          FROM tags t
+         WHERE t.repository_id = $1
+           AND t.manifest_digest >= (SELECT min(digest) FROM page)
+           AND t.manifest_digest <= (SELECT max(digest) FROM page)
+         GROUP BY t.manifest_digest)
+    SELECT p.*, coalesce(n.tags, '{}') AS tags
+      FROM page p LEFT JOIN named n ON n.manifest_digest = p.digest
+     ORDER BY p.digest"""
+"""The page of manifests is taken from the primary key first (joining first sorted every
+manifest after `after` with all its tags before the limit), then the tags of the whole
+page from one range of `tags_by_manifest`, between the page's first and last digest: a
+tag can only name a manifest of its own repository, so that range holds exactly them."""
 
 
 async def images(

@@ -111,6 +111,38 @@ async def test_image_detail(zoll: LiveRegistry, http: aiohttp.ClientSession) -> 
         assert body["referrers"] == []
 
 
+async def test_image_pages_carry_exactly_their_own_tags(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """Paged two at a time, every image comes once with its own repository's tags: the
+    same manifests tagged differently in a second repository lend none of theirs."""
+    images = [Image.random() for _ in range(5)]
+    expected: dict[str, list[str]] = {}
+    for n, image in enumerate(images):
+        names = [f"v{n}.{k}" for k in range(n % 3)]  # untagged, one tag, two tags
+        await push_image(http, zoll.url, "pages/app", image, names[0] if names else "tmp")
+        for name in names[1:]:
+            await push_manifest(
+                http, zoll.url, "pages/app", name, image.manifest(), image.media_type
+            )
+        await push_image(http, zoll.url, "pages/other", image, f"other-{n}")
+        expected[image.digest] = names
+    async with http.delete(f"{zoll.url}/v2/pages/app/manifests/tmp") as r:
+        assert r.status == 202
+    listed: dict[str, list[str]] = {}
+    after = ""
+    while True:
+        url = f"{zoll.url}/api/v1/repositories/pages/app/images?limit=2"
+        async with http.get(url + (f"&after={after}" if after else "")) as r:
+            body = await r.json()
+        assert len(body["images"]) <= 2
+        listed.update((i["digest"], i["tags"]) for i in body["images"])
+        if body["next"] is None:
+            break
+        after = body["next"]
+    assert listed == expected
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [

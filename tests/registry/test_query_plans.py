@@ -45,14 +45,22 @@ async def test_tag_and_catalog_pages_start_at_last_in_the_index(pg_dsn: str) -> 
 
 async def test_an_image_page_is_limited_before_its_tags_are_read(pg_dsn: str) -> None:
     found = await plan(pg_dsn, IMAGE_PAGE, "bigint, text, bigint", "1, NULL, 100")
-    # The limit sits right on the primary key; only each listed image's own tags are
-    # sorted, not every manifest after `after` with all its tags.
-    top = [line.strip().split("  (")[0] for line in found.splitlines()[:3]]
-    assert top == [
-        "Limit",
+    lines = [line.strip().split("  (")[0] for line in found.splitlines()]
+    # The limit sits right on the primary key, not on every manifest after `after` joined
+    # with all its tags ...
+    page = lines.index("->  Limit")
+    assert lines[page + 1 : page + 3] == [
         "->  Index Scan using manifests_pkey on manifests m",
         "Index Cond: ((repository_id = $1) AND (digest > COALESCE($2, ''::text)))",
     ], found
+    # ... and the page's tags are one range of one index, read from the index alone.
+    tags = next(i for i, line in enumerate(lines) if " on tags t" in line)
+    assert lines[tags] == "->  Index Only Scan using tags_by_manifest on tags t", found
+    # (the bounds are the page's first and last digest: InitPlans, printed as $n)
+    assert lines[tags + 1].startswith(
+        "Index Cond: ((repository_id = $1) AND (manifest_digest >= "
+    ), found
+    assert "AND (manifest_digest <= " in lines[tags + 1], found
 
 
 async def test_deleting_a_blob_row_checks_its_references_through_an_index(pg_dsn: str) -> None:
