@@ -66,6 +66,9 @@ async def summaries(pool: asyncpg.Pool, after: str | None, limit: int) -> list[a
     return await pool.fetch(SUMMARY_PAGE, after, limit)
 
 
+FOLD_INTERVAL = 5.0
+"""Seconds between folds in each worker: what a listing adds up is a few seconds of pushes."""
+
 FOLD_BATCH = 10_000
 """Deltas one fold moves in one transaction, so that a backlog (after a bulk load, or
 workers that were down) is folded in short transactions."""
