@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from registry.db.repositories import SUMMARY_PAGE, fold_counts, summaries
 from registry.gc import collect
 from registry.oci import mediatypes as mt
 from tests.support.oci import Image, push_image, push_manifest
+from tests.support.served import Served
 from tests.support.servers import LiveRegistry, live_registry, registry_config
 
 Counts = dict[str, tuple[int, int]]
@@ -163,6 +165,32 @@ async def test_concurrent_pushes_deletes_gc_and_folds_count_every_change_once(
     expected = await counted(pool)
     assert expected["busy"][1] == 4 and 4 < expected["busy"][0] <= 154
     await exact(http, zoll, expected)
+
+
+async def test_serve_workers_fold_the_deltas_of_pushes(pg_dsn: str, tmp_path: Path) -> None:
+    env = {
+        "ZOLL_DATABASE__DSN": pg_dsn,
+        "ZOLL_STORAGE__DRIVER": "filesystem",
+        "ZOLL_AUTH__ENABLED": "false",
+        "ZOLL_PIPELINE__ENABLED": "false",
+    }
+    served = await asyncio.to_thread(Served, tmp_path / "data", "--workers", "2", env=env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for k in range(3):
+                await push_image(http, f"http://{served.host}", "app", Image.random(), f"v{k}")
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            deadline = time.monotonic() + 20  # folds come every 5 s, jittered
+            while await conn.fetchval("SELECT count(*) FROM repository_count_deltas"):
+                assert time.monotonic() < deadline, "no worker folded the counts"
+                await asyncio.sleep(0.2)
+            folded = await conn.fetchrow("SELECT tags, manifests FROM repository_counts")
+            assert tuple(folded) == (3, 3)
+        finally:
+            await conn.close()
+    finally:
+        assert await asyncio.to_thread(served.stop) == 0
 
 
 async def listing_blocks(conn: asyncpg.Connection, sql: str) -> int:
