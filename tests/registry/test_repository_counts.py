@@ -234,6 +234,16 @@ async def test_listing_reads_the_same_blocks_with_ten_or_thousands_of_tags(pg_ds
             ("big", 20010, 1),
             ("small", 10, 1),
         ]
+        # Deleting the manifest deletes its 20,010 tags by cascade: one delta for those.
+        deltas = await pool.fetchval("SELECT count(*) FROM repository_count_deltas")
+        await pool.execute("DELETE FROM manifests WHERE digest = 'sha256:big'")
+        more = await pool.fetchval("SELECT count(*) FROM repository_count_deltas") - deltas
+        assert more == 2  # the manifest's and its tags'
+        page = await summaries(pool, None, 100)
+        assert [(r["name"], r["tags"], r["manifests"]) for r in page] == [
+            ("big", 0, 0),
+            ("small", 10, 1),
+        ]
     finally:
         await pool.close()
 
