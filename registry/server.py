@@ -25,7 +25,7 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -313,42 +313,64 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _every(
+    interval: float, stopping: asyncio.Event, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run `work` about every `interval` seconds (jittered, so workers and instances drift
+    apart) until `stopping`; its failures are logged by `work` and retried next time."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
+        if stopping.is_set():
+            return
+        await work()
+
+
 async def _background(registry_config: Config, registry: Registry, stopping: asyncio.Event) -> None:
     """Periodic GC (one at a time cluster-wide: collect() takes an advisory lock)."""
     from registry.gc import collect
 
     if not registry_config.gc.enabled:
         return
-    interval = registry_config.gc.interval
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
-        if stopping.is_set():
-            return
+
+    async def collect_garbage() -> None:
         try:
             await collect(registry)
         except Exception:  # GC failures are logged and retried next interval
             log.exception("gc failed")
+
+    await _every(registry_config.gc.interval, stopping, collect_garbage)
 
 
 async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
     """Idle upload sessions go within a minute of their expiry, not at the next GC."""
     from registry.metrics import UPLOADS_EXPIRED
 
-    interval = registry.config.uploads.expire_interval
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
-        if stopping.is_set():
-            return
+    async def expire() -> None:
         try:
             expired = await registry.uploads.expire()
         except Exception:  # the database may be away: next round
             log.exception("upload expiry failed")
-            continue
+            return
         if expired:
             UPLOADS_EXPIRED.inc(expired)
             log.info("upload sessions expired", count=expired)
+
+    await _every(registry.config.uploads.expire_interval, stopping, expire)
+
+
+async def _fold_counts(registry: Any, stopping: asyncio.Event) -> None:
+    """Repository counts folded every few seconds, so a listing adds up only the deltas of
+    the last seconds (several workers and instances fold at once safely)."""
+    from registry.db.repositories import FOLD_INTERVAL, fold_counts
+
+    async def fold() -> None:
+        try:
+            await fold_counts(registry.pool)
+        except Exception:  # the database may be away: next round
+            log.exception("folding repository counts failed")
+
+    await _every(FOLD_INTERVAL, stopping, fold)
 
 
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
@@ -379,6 +401,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
         loop.add_signal_handler(sig, stopping.set)
     background = asyncio.create_task(_background(config, registry, stopping))
     expiry = asyncio.create_task(_expire_uploads(registry, stopping))
+    folding = asyncio.create_task(_fold_counts(registry, stopping))
     pipeline = None
     if config.pipeline.enabled:
         from registry.pipeline.runner import PipelineRunner
@@ -396,7 +419,7 @@ async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], 
     try:
         await stopping.wait()
     finally:
-        for task in (background, expiry):
+        for task in (background, expiry, folding):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
