@@ -50,8 +50,10 @@ CACHED_LEVEL: Final = 8
 of the same high subtrees, so proofs read the same number of rows (the low levels) at any
 log size instead of one more per doubling. A complete subtree never changes."""
 CACHED_NODES: Final = 32_768
-"""About 3 MiB: every cached level of a log of 8,000,000 entries; beyond that the least
-recently used go, and the highest levels, which every proof reads, stay."""
+"""About 3 MiB: every cached level of a log of 8,000,000 entries. They are read at the
+first proof, highest levels first (random proofs would otherwise miss the many nodes at
+level 8 for a long time); beyond that the least recently used go, and the highest levels,
+which every proof reads, stay."""
 
 
 class LogError(RuntimeError):
@@ -103,6 +105,7 @@ class TransparencyLog:
         self._lock = asyncio.Lock()
         self._log_id: int | None = None
         self._subtrees: OrderedDict[NodeID, bytes] = OrderedDict()
+        self._warmed = False
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -366,6 +369,8 @@ class TransparencyLog:
 
     async def _nodes(self, conn: Conn, log_id: int, ids: set[NodeID]) -> dict[NodeID, bytes]:
         leaves = sorted(n.index for n in ids if n.level == 0)
+        if not self._warmed:
+            await self._warm(conn, log_id)
         out = self._cached(ids)
         inner = sorted(
             (n for n in ids if n.level > 0 and n not in out), key=lambda n: (n.level, n.index)
@@ -396,6 +401,18 @@ class TransparencyLog:
         if missing:
             raise LogCorrupt(f"{self.origin} lacks stored subtrees {sorted(missing)[:5]}")
         return out
+
+    async def _warm(self, conn: Conn, log_id: int) -> None:
+        rows = await conn.fetch(
+            "SELECT level, idx, hash FROM tlog_nodes WHERE log_id = $1 AND level >= $2 "
+            "ORDER BY level DESC, idx DESC LIMIT $3",
+            log_id,
+            CACHED_LEVEL,
+            CACHED_NODES,
+        )
+        for r in reversed(rows):  # the highest levels the most recently used
+            self._remember(NodeID(r["level"], r["idx"]), bytes(r["hash"]))
+        self._warmed = True
 
     def _cached(self, ids: set[NodeID]) -> dict[NodeID, bytes]:
         found = {n: self._subtrees[n] for n in ids if n in self._subtrees}
