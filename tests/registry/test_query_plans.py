@@ -41,6 +41,9 @@ async def test_tag_and_catalog_pages_start_at_last_in_the_index(pg_dsn: str) -> 
     catalog = await plan(pg_dsn, CATALOG_PAGE, "text, bigint", "'a/b', 100")
     assert "Index Cond: (name > COALESCE($1, ''::text))" in catalog, catalog
     assert "Sort" not in catalog, catalog
+    # Whether a listed repository holds a manifest: from the index of repository ids
+    # alone, not the primary key with every digest.
+    assert "Index Only Scan using manifests_repository on manifests m" in catalog, catalog
 
 
 async def test_an_image_page_is_limited_before_its_tags_are_read(pg_dsn: str) -> None:
