@@ -369,8 +369,6 @@ class TransparencyLog:
 
     async def _nodes(self, conn: Conn, log_id: int, ids: set[NodeID]) -> dict[NodeID, bytes]:
         leaves = sorted(n.index for n in ids if n.level == 0)
-        if not self._warmed:
-            await self._warm(conn, log_id)
         out = self._cached(ids)
         inner = sorted(
             (n for n in ids if n.level > 0 and n not in out), key=lambda n: (n.level, n.index)
@@ -434,6 +432,8 @@ class TransparencyLog:
                 plan = plan_for()
             except ProofError as exc:
                 raise LogError(str(exc)) from exc
+            if not self._warmed:  # proofs only: not under an append's lock, not at start-up
+                await self._warm(conn, head.log_id)
             nodes = await self._nodes(conn, head.log_id, needed_nodes(plan))
         return resolve(plan, nodes), head.size
 
