@@ -314,16 +314,20 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 
 async def _every(
-    interval: float, stopping: asyncio.Event, work: Callable[[], Awaitable[None]]
+    interval: float, stopping: asyncio.Event, work: Callable[[], Awaitable[object]], failed: str
 ) -> None:
     """Run `work` about every `interval` seconds (jittered, so workers and instances drift
-    apart) until `stopping`; its failures are logged by `work` and retried next time."""
+    apart) until `stopping`; a failure (the database may be away) is logged as `failed`
+    and the work retried next time."""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
         if stopping.is_set():
             return
-        await work()
+        try:
+            await work()
+        except Exception:
+            log.exception(failed)
 
 
 async def _background(registry_config: Config, registry: Registry, stopping: asyncio.Event) -> None:
@@ -333,13 +337,7 @@ async def _background(registry_config: Config, registry: Registry, stopping: asy
     if not registry_config.gc.enabled:
         return
 
-    async def collect_garbage() -> None:
-        try:
-            await collect(registry)
-        except Exception:  # GC failures are logged and retried next interval
-            log.exception("gc failed")
-
-    await _every(registry_config.gc.interval, stopping, collect_garbage)
+    await _every(registry_config.gc.interval, stopping, lambda: collect(registry), "gc failed")
 
 
 async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
@@ -347,16 +345,12 @@ async def _expire_uploads(registry: Any, stopping: asyncio.Event) -> None:
     from registry.metrics import UPLOADS_EXPIRED
 
     async def expire() -> None:
-        try:
-            expired = await registry.uploads.expire()
-        except Exception:  # the database may be away: next round
-            log.exception("upload expiry failed")
-            return
+        expired = await registry.uploads.expire()
         if expired:
             UPLOADS_EXPIRED.inc(expired)
             log.info("upload sessions expired", count=expired)
 
-    await _every(registry.config.uploads.expire_interval, stopping, expire)
+    await _every(registry.config.uploads.expire_interval, stopping, expire, "upload expiry failed")
 
 
 async def _fold_counts(registry: Any, stopping: asyncio.Event) -> None:
@@ -364,13 +358,12 @@ async def _fold_counts(registry: Any, stopping: asyncio.Event) -> None:
     the last seconds (several workers and instances fold at once safely)."""
     from registry.db.repositories import FOLD_INTERVAL, fold_counts
 
-    async def fold() -> None:
-        try:
-            await fold_counts(registry.pool)
-        except Exception:  # the database may be away: next round
-            log.exception("folding repository counts failed")
-
-    await _every(FOLD_INTERVAL, stopping, fold)
+    await _every(
+        FOLD_INTERVAL,
+        stopping,
+        lambda: fold_counts(registry.pool),
+        "folding repository counts failed",
+    )
 
 
 async def serve_worker(config: Config, sock: socket.socket, ready: Callable[[], None]) -> None:
