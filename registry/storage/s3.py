@@ -211,6 +211,9 @@ class _S3UploadWriter:
         is its first part, and return the new part's number."""
         while len(self._inflight) >= self._d.config.parts_in_flight:
             await self._inflight.pop(0)  # an earlier part's failure surfaces here
+            # A part that ended in this turn of the loop has its reservation released by
+            # a done callback still queued: let it run before the next one is taken.
+            await asyncio.sleep(0)
         if self._mpu is None:
             self._mpu = await self._d.call(self._d.client.create_multipart_upload(self._mpu_key))
         return len(self._parts) + 1
