@@ -33,6 +33,11 @@ OUTPUT_TAG: Final = "rebuilt"
 _POLICY: Final = '{"default": [{"type": "insecureAcceptAnything"}]}\n'
 """Signature policy for local imports only: base images were verified by digest."""
 _REGISTRIES: Final = 'unqualified-search-registries = []\nshort-name-mode = "permissive"\n'
+TRANSIENT_RUNTIME_FAILURE: Final = "sealing memfd copy"
+"""What the chroot runtime prints when the kernel refuses, for a moment, to seal the copy
+of itself it runs RUN steps from (F_ADD_SEALS gives EBUSY while another task holds a
+page of it). Nothing of the build ran, so the step is tried again."""
+RUNTIME_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -112,13 +117,23 @@ class BuildahBackend:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BuildError("timeout", f"the build exceeded {request.limits.timeout:.0f} s")
-        limits = replace(request.limits, timeout=remaining)
-        try:
-            result = await run_process(
-                argv, limits=limits, env=self._env(request.scratch), tail=tail, on_line=on_line
-            )
-        except FileNotFoundError as exc:
-            raise BuildError("builder-unavailable", f"cannot start {argv[0]}: {exc}") from exc
+        for attempt in range(1, RUNTIME_ATTEMPTS + 1):
+            limits = replace(request.limits, timeout=remaining)
+            lines_before = tail.total_lines
+            try:
+                result = await run_process(
+                    argv, limits=limits, env=self._env(request.scratch), tail=tail, on_line=on_line
+                )
+            except FileNotFoundError as exc:
+                raise BuildError("builder-unavailable", f"cannot start {argv[0]}: {exc}") from exc
+            remaining = deadline - time.monotonic()
+            flaked = _runtime_flaked(result, tail, lines_before)
+            if not flaked or attempt == RUNTIME_ATTEMPTS or remaining <= 0:
+                break
+            retry = f"{what}: the runtime could not start ({TRANSIENT_RUNTIME_FAILURE}); retrying"
+            tail.add(retry)
+            if on_line is not None:
+                on_line(retry)
         if result.timed_out:
             raise BuildError("timeout", f"{what} exceeded the {request.limits.timeout:.0f} s limit")
         if result.returncode != 0:
@@ -194,6 +209,13 @@ class BuildahBackend:
         push += [IMAGE, f"oci:{request.output}:{OUTPUT_TAG}"]
         await self._run(push, request, deadline, tail, on_line, "buildah push")
         return BuildOutput(_layout_digest(request.output), request.output, OUTPUT_TAG)
+
+
+def _runtime_flaked(result: ProcessResult, tail: LogTail, since: int) -> bool:
+    """Whether a step failed only because the chroot runtime could not start."""
+    written = min(tail.total_lines - since, 20)
+    failed = result.returncode not in (0, None)
+    return failed and written > 0 and TRANSIENT_RUNTIME_FAILURE in tail.text(written)
 
 
 def _layout_digest(layout: Path) -> Digest:

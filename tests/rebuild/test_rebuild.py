@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from attest.rebuild import (
     RecipeSpec,
     rebuild,
 )
+from attest.rebuild.buildah import TRANSIENT_RUNTIME_FAILURE, BuildahBackend
 from attest.statements import Verifier
 from registry.oci.digest import Digest
 from registry.oci.reader import OCILayoutReader
@@ -104,6 +106,19 @@ def add_index(layout: Path, image: Digest, tag: str) -> Digest:
     return digest
 
 
+class BuildOutputLines:
+    """A rebuild reporter that keeps the builder's output."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def stage(self, name: str, message: str) -> None:
+        pass
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+
 def git_recipe(project: Project, **extra: Any) -> RecipeSpec:
     return RecipeSpec.from_mapping({"source": {"git": str(project.repo), "ref": "main"}, **extra})
 
@@ -151,6 +166,42 @@ async def test_a_git_recipe_reproduces_the_image_bit_for_bit(
     )
     assert again.outcome == "reproduced", explain(again)
     assert (again.upstream, again.upstream_index) == (upstream, index)
+
+
+async def test_a_runtime_that_could_not_start_is_tried_again(
+    project: Project, tmp_path: Path
+) -> None:
+    """The kernel can refuse the chroot runtime's memfd seal for a moment (EBUSY; CI saw
+    it once in hundreds of builds). The step is run again; the result is unchanged."""
+    project.commit(APP)
+    upstream = project.build_upstream(tmp_path / "upstream", timestamp=1700000000)
+    real = shutil.which("buildah")
+    assert real is not None
+    marker = tmp_path / "failed-once"
+    flaky = tmp_path / "buildah-first-run-fails"
+    flaky.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" bud "*) if [ ! -e {marker} ]; then touch {marker}\n'
+        f'  echo "Close_Fd {TRANSIENT_RUNTIME_FAILURE}: Device or resource busy" >&2\n'
+        "  exit 1; fi;; esac\n"
+        f'exec {real} "$@"\n'
+    )
+    flaky.chmod(0o755)
+    output = BuildOutputLines()
+
+    result = await rebuild(
+        OCILayoutReader(tmp_path / "upstream"),
+        "v1",
+        bases=LayoutBases([]),
+        recipe=git_recipe(project),
+        backend=BuildahBackend(executable=str(flaky)),
+        reporter=output,
+    )
+
+    assert marker.exists()
+    assert result.outcome == "reproduced", explain(result)
+    assert result.rebuilt == upstream
+    assert any("could not start" in line and "retrying" in line for line in output.lines)
 
 
 async def test_a_nondeterministic_step_is_named_in_the_diff(

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from attest.rebuild.buildah import RUNTIME_ATTEMPTS, TRANSIENT_RUNTIME_FAILURE
+
 BUSYBOX = Path("/bin/busybox")
 
 
@@ -53,15 +55,19 @@ class Builder:
         ]
 
     def run(self, *args: str, timeout: float = 300) -> str:
+        """Run buildah, again when its chroot runtime could not start (a kernel EBUSY)."""
         env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "STORAGE_DRIVER": "vfs"}
-        proc = subprocess.run(
-            [*self._base_args(), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
+        for _attempt in range(RUNTIME_ATTEMPTS):
+            proc = subprocess.run(
+                [*self._base_args(), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                check=False,
+            )
+            if proc.returncode == 0 or TRANSIENT_RUNTIME_FAILURE not in proc.stderr:
+                break
         if proc.returncode != 0:
             raise RuntimeError(f"buildah {' '.join(args)} failed:\n{proc.stderr}\n{proc.stdout}")
         return proc.stdout
