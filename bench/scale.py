@@ -835,7 +835,7 @@ class CountingDriver:
         return target
 
 
-async def gc_child() -> None:
+async def gc_child(deep: bool) -> None:
     """Run one collection on the service's configuration; print a JSON report. Its peak
     memory is VmHWM, this process's own: `ru_maxrss` carries the bench's peak across the
     fork (the filled digests, 445 MiB at 100×), which is not GC's."""
@@ -847,7 +847,7 @@ async def gc_child() -> None:
     registry.driver = counting  # type: ignore[assignment]
     try:
         start = time.perf_counter()
-        report = await collect(registry, grace=GRACE)
+        report = await collect(registry, grace=GRACE, deep=deep)
         seconds = time.perf_counter() - start
     finally:
         await close_registry(registry)
@@ -867,6 +867,9 @@ async def gc_child() -> None:
 async def garbage_collection(
     http: aiohttp.ClientSession, base: str, env: dict[str, str], storage: str, out: Result
 ) -> None:
+    """The routine collection (what runs every gc.interval), then a deep pass (what
+    also lists the whole store, every gc.deep_sweep_interval), each with pushes going on."""
+
     async def paced(i: int) -> float:
         """One push, then a pause to PUSH_INTERVAL: a steady load, the same idle and
         during GC, that does not itself grow a long-running GC's work."""
@@ -874,33 +877,32 @@ async def garbage_collection(
         await asyncio.sleep(max(0.0, PUSH_INTERVAL - ms / 1000))
         return ms
 
+    async def collection(deep: bool, first_push: int) -> tuple[dict[str, Any], list[float]]:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.scale", "--gc-child", *(["--deep"] if deep else []),
+            env=env, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        waiting = asyncio.ensure_future(child.communicate())
+        during: list[float] = []
+        while not waiting.done():
+            during.append(await paced(first_push + len(during)))
+        raw, _ = await waiting
+        if child.returncode != 0:
+            raise RuntimeError("the GC process failed")
+        found: dict[str, Any] = json.loads(raw.decode().strip().splitlines()[-1])
+        return found, during
+
     idle = [await paced(i) for i in range(5)]
     idle = [await paced(i) for i in range(IDLE_PUSHES)]
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.scale", "--gc-child", env=env, stdout=subprocess.PIPE
-    )
-    waiting = asyncio.ensure_future(child.communicate())
-    during: list[float] = []
-    i = 1000
-    while not waiting.done():
-        during.append(await paced(i))
-        i += 1
-    raw, _ = await waiting
-    if child.returncode != 0:
-        raise RuntimeError("the GC process failed")
-    found = json.loads(raw.decode().strip().splitlines()[-1])
+    found, during = await collection(False, 1000)
     report, calls = found["report"], found["calls"]
     collected = max(1, report["blobs"] + report["orphaned_objects"])
     driver_calls = sum(v for k, v in calls.items() if not k.startswith("s3 "))
-    s3_calls = sum(v for k, v in calls.items() if k.startswith("s3 "))
-    if storage == "s3":
-        # Listing pages go through the paginator, not `call`: 1,000 keys a page.
-        s3_calls += calls.get("list_blobs", 0) * max(1, math.ceil(found["listed"] / 1000))
     out.values["GC s"] = found["seconds"]
     out.values["GC blobs collected"] = report["blobs"]
     out.values["GC driver calls/blob"] = driver_calls / collected
     if storage == "s3":
-        out.values["GC S3 requests/blob"] = s3_calls / collected
+        out.values["GC S3 requests/blob"] = s3_requests(calls, found["listed"]) / collected
     out.values["GC peak RSS MiB"] = found["max_rss_mib"]
     out.values["push p99 idle ms"] = pct(idle, 0.99)
     out.values["push p99 during GC ms"] = pct(during, 0.99)
@@ -918,6 +920,24 @@ async def garbage_collection(
         f"({len(during)} pushes)",
         flush=True,
     )
+    deep, during_deep = await collection(True, 1000 + len(during))
+    out.values["deep pass s"] = deep["report"]["seconds"].get("deep", math.nan)
+    out.values["deep GC objects listed"] = deep["listed"]
+    out.values["push p99 during deep GC ms"] = pct(during_deep, 0.99)
+    out.notes["gc deep"] = deep
+    print(
+        f"    deep GC {deep['seconds']:.1f} s (listing pass {out.values['deep pass s']:.1f} s,"
+        f" {deep['listed']} objects listed); push p99 during it "
+        f"{pct(during_deep, 0.99):.1f} ms ({len(during_deep)} pushes)",
+        flush=True,
+    )
+
+
+def s3_requests(calls: dict[str, int], listed: int) -> int:
+    """S3 requests of one collection: those sent through the driver's `call`, and the
+    listing pages, which go through the paginator (1,000 keys a page)."""
+    sent = sum(v for k, v in calls.items() if k.startswith("s3 "))
+    return sent + calls.get("list_blobs", 0) * max(1, math.ceil(listed / 1000))
 
 
 # -- one scale ---------------------------------------------------------------------
@@ -1099,10 +1119,11 @@ if __name__ == "__main__":
     parser.add_argument("--workdir", help="where to keep the data (default: the temp folder)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--gc-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--deep", action="store_true", help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     # A stopped bench still stops the servers it started (the context managers run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if parsed.gc_child:
-        asyncio.run(gc_child())
+        asyncio.run(gc_child(deep=parsed.deep))
     else:
         asyncio.run(main(parsed))

@@ -146,6 +146,12 @@ class GCConfig(_Section):
         24 * 3600, ge=0, description="never collect content used more recently than this"
     )
     untagged_manifests: bool = True
+    deep_sweep_interval: float = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="how often a collection also lists the whole store for objects nothing "
+        "records (0: every collection); the other sweeps never list it",
+    )
 
 
 class KeyConfig(_Section):

@@ -15,16 +15,18 @@ Four sweeps, each safe against concurrent pushes:
 3. Blobs: rows with no link left, older than the grace period. Each is deleted under
    the per-digest advisory lock that uploads, mounts and links also take, so bytes are
    never removed while a concurrent upload of the same digest publishes them.
-4. Storage: objects with no row (a crash between storing and recording) and upload data
-   with no session, older than the grace period.
+4. Storage: objects with no row (a crash or failed transaction between storing and
+   recording) and upload data with no session, older than the grace period. Every
+   object write is recorded first (`storage_writes`), so the sweep checks those records,
+   not the store; only a deep pass, every `gc.deep_sweep_interval`, lists the store.
 
 Only one GC runs at a time across all workers and nodes (a session advisory lock).
 
 Cost grows with the registry only where it must (each mark reads what it marks once):
 every sweep walks its table in key order, `BATCH` rows per transaction, so memory and
 lock hold times stay those of one batch; repositories without an untagged manifest are
-not visited; a blob costs one storage call (its delete), and the storage sweep one
-listing call per page of objects.
+not visited; a blob costs one storage call (its delete), and the storage sweep lists
+upload data only (the deep pass: one listing call per page of objects).
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class GCReport:
     bytes_freed: int = 0
     orphaned_objects: int = 0
     expired_uploads: int = 0
+    deep: bool = False
+    """Whether this collection listed the whole store."""
     skipped: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     """How long each sweep took."""
@@ -94,8 +98,12 @@ class GCReport:
         return out
 
 
-async def collect(registry: Registry, *, grace: float | None = None) -> GCReport:
-    """Run one collection; returns a report (skipped=True if another GC holds the lock)."""
+async def collect(
+    registry: Registry, *, grace: float | None = None, deep: bool | None = None
+) -> GCReport:
+    """Run one collection; returns a report (skipped=True if another GC holds the lock).
+    `deep` lists the whole store for unrecorded objects (default: when the last such
+    pass is `gc.deep_sweep_interval` old)."""
     grace = registry.config.gc.grace_period if grace is None else grace
     report = GCReport()
     async with (
@@ -117,7 +125,12 @@ async def collect(registry: Registry, *, grace: float | None = None) -> GCReport
         async with report.timing("blobs"):
             report.blobs, report.bytes_freed = await _unlinked_blobs(registry, grace)
         async with report.timing("storage"):
-            report.orphaned_objects = await _orphaned_storage(registry, grace)
+            report.orphaned_objects = await _unrecorded_writes(registry, grace)
+            report.orphaned_objects += await _abandoned_uploads(registry, grace)
+        report.deep = await _deep_pass_due(registry) if deep is None else deep
+        if report.deep:
+            async with report.timing("deep"):
+                report.orphaned_objects += await _unrecorded_objects(registry, grace)
     kinds = ("manifests", "links", "blobs", "orphaned_objects", "expired_uploads")
     for kind in kinds:
         GC_DELETED.labels(kind).inc(getattr(report, kind))
@@ -306,43 +319,78 @@ def _digest_of_key(key: str) -> Digest | None:
     return None
 
 
-async def _orphaned_storage(registry: Registry, grace: float) -> int:
+async def _remove_unrecorded(registry: Registry, keys: list[str]) -> tuple[int, list[str]]:
+    """Delete the objects at `keys` that no blob row records and no open upload session
+    may still record; returns how many, and the keys now settled (recorded or deleted)."""
+    known = {
+        r["storage_key"]
+        for r in await registry.pool.fetch(
+            "SELECT storage_key FROM blobs WHERE storage_key = ANY($1::text[])", keys
+        )
+    }
+    uploading = await sessions.known_ids(registry.pool, [_upload_of_key(k) for k in keys])
+    removed = 0
+    settled: list[str] = []
+    for key in keys:
+        if _upload_of_key(key) in uploading:
+            continue
+        if key in known:
+            settled.append(key)
+            continue
+        async with registry.pool.acquire() as conn, conn.transaction():
+            digest = _digest_of_key(key)
+            if digest is not None:
+                await blob_rows.lock_digest(conn, digest)
+            # Checked after the session: finalising records the blob before it
+            # deletes its session, so one of the two checks always sees it.
+            still = await conn.fetchval("SELECT 1 FROM blobs WHERE storage_key = $1", key)
+            if still is None:
+                await registry.driver.delete(key)
+                removed += 1
+        settled.append(key)
+    return removed, settled
+
+
+async def _unrecorded_writes(registry: Registry, grace: float) -> int:
+    """Objects whose recorded write is older than the grace period and whose row never
+    came: O(writes in flight), not O(store)."""
+    removed = 0
+    after = ""
+    try:
+        while True:
+            keys = [
+                r["key"]
+                for r in await registry.pool.fetch(
+                    """SELECT key FROM storage_writes
+                        WHERE key > $1 AND started_at < now() - make_interval(secs => $2)
+                        ORDER BY key LIMIT $3""",
+                    after,
+                    grace,
+                    BATCH,
+                )
+            ]
+            if not keys:
+                return removed
+            after = keys[-1]
+            count, settled = await _remove_unrecorded(registry, keys)
+            removed += count
+            await registry.pool.execute(
+                """DELETE FROM storage_writes
+                    WHERE key = ANY($1::text[])
+                      AND started_at < now() - make_interval(secs => $2)""",
+                settled,
+                grace,
+            )
+    except StorageError as exc:
+        log.warning("storage sweep incomplete", error=str(exc))
+        return removed
+
+
+async def _abandoned_uploads(registry: Registry, grace: float) -> int:
+    """Upload data (parts, tails, multipart uploads) whose session is gone."""
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
     removed = 0
-    batch: list[str] = []
-
-    async def flush() -> None:
-        nonlocal removed
-        known = {
-            r["storage_key"]
-            for r in await registry.pool.fetch(
-                "SELECT storage_key FROM blobs WHERE storage_key = ANY($1::text[])", batch
-            )
-        }
-        uploading = await sessions.known_ids(registry.pool, [_upload_of_key(k) for k in batch])
-        for key in batch:
-            if key in known or _upload_of_key(key) in uploading:
-                continue
-            async with registry.pool.acquire() as conn, conn.transaction():
-                digest = _digest_of_key(key)
-                if digest is not None:
-                    await blob_rows.lock_digest(conn, digest)
-                # Checked after the session: finalising records the blob before it
-                # deletes its session, so one of the two checks always sees it.
-                still = await conn.fetchval("SELECT 1 FROM blobs WHERE storage_key = $1", key)
-                if still is None:
-                    await registry.driver.delete(key)
-                    removed += 1
-        batch.clear()
-
     try:
-        async for obj in registry.driver.list_blobs():
-            if obj.modified < cutoff:
-                batch.append(obj.key)
-            if len(batch) >= 500:
-                await flush()
-        if batch:
-            await flush()
         stale = [(u, m) async for u, m in registry.driver.list_uploads() if m < cutoff]
         live = await sessions.known_ids(registry.pool, [u for u, _ in stale])
         for upload_id, _ in stale:
@@ -350,5 +398,39 @@ async def _orphaned_storage(registry: Registry, grace: float) -> int:
                 await registry.driver.discard_upload(upload_id, {})
                 removed += 1
     except StorageError as exc:
-        log.warning("storage sweep incomplete", error=str(exc))
+        log.warning("upload sweep incomplete", error=str(exc))
+    return removed
+
+
+async def _deep_pass_due(registry: Registry) -> bool:
+    due: bool = await registry.pool.fetchval(
+        """SELECT coalesce(bool_and(finished_at < now() - make_interval(secs => $1)), true)
+             FROM storage_sweeps""",
+        registry.config.gc.deep_sweep_interval,
+    )
+    return due
+
+
+async def _unrecorded_objects(registry: Registry, grace: float) -> int:
+    """The deep pass: list every stored object, delete those nothing records (left
+    before writes were recorded, or by a write that outlived its record)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace)
+    removed = 0
+    batch: list[str] = []
+    try:
+        async for obj in registry.driver.list_blobs():
+            if obj.modified < cutoff:
+                batch.append(obj.key)
+            if len(batch) >= BATCH:
+                removed += (await _remove_unrecorded(registry, batch))[0]
+                batch.clear()
+        if batch:
+            removed += (await _remove_unrecorded(registry, batch))[0]
+    except StorageError as exc:
+        log.warning("deep storage sweep incomplete", error=str(exc))
+        return removed
+    await registry.pool.execute(
+        """INSERT INTO storage_sweeps (finished_at) VALUES (now())
+           ON CONFLICT (only_row) DO UPDATE SET finished_at = now()"""
+    )
     return removed

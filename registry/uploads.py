@@ -34,6 +34,7 @@ from registry.storage.base import (
     StorageError,
     UploadLost,
     UploadWriter,
+    content_key,
 )
 from registry.storage.budget import ByteBudget
 
@@ -260,7 +261,11 @@ class UploadService:
         by_digest = {Digest.of(data): data for data in contents}
         verified = [
             blob_rows.Verified(
-                digest, len(data), functools.partial(self.driver.put, digest, data), _nothing
+                digest,
+                len(data),
+                content_key(digest),
+                functools.partial(self.driver.put, digest, data),
+                _nothing,
             )
             for digest, data in by_digest.items()
         ]
@@ -410,15 +415,14 @@ class UploadService:
                 detail={"expected": str(digest), "received": str(actual), "size": writer.size},
             )
         try:
-            return await blob_rows.finalize(
-                self.pool,
-                name,
+            upload = blob_rows.Verified(
                 digest,
                 writer.size,
+                writer.destination(digest),
                 lambda: writer.commit(digest),
                 writer.abort,
-                session=session_id,
             )
+            return await blob_rows.finalize(self.pool, name, upload, session=session_id)
         except StorageError as exc:
             await _quietly(writer.abort())
             raise RegistryError(ErrorCode.UNAVAILABLE, f"storage failed: {exc}") from exc

@@ -104,11 +104,12 @@ async def _stored_many(conn: Executor, digests: Sequence[Digest]) -> dict[Digest
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """Uploaded bytes whose digest matched: `commit` moves them into place and returns the
-    storage key (called only if the blob is not stored yet), `discard` drops them."""
+    """Uploaded bytes whose digest matched: `commit` moves them into place at `key` and
+    returns it (called only if the blob is not stored yet), `discard` drops them."""
 
     digest: Digest
     size: int
+    key: str
     commit: Callable[[], Awaitable[str]]
     discard: Callable[[], Awaitable[None]]
 
@@ -116,17 +117,24 @@ class Verified:
 async def finalize(
     pool: asyncpg.Pool,
     name: str,
-    digest: Digest,
-    size: int,
-    commit: Callable[[], Awaitable[str]],
-    discard: Callable[[], Awaitable[None]],
+    upload: Verified,
     *,
     session: uuid.UUID | None = None,
 ) -> BlobInfo:
     """Record a verified upload and link it into `name` (see `finalize_many`)."""
     sessions = [session] if session is not None else []
-    (info,) = await finalize_many(pool, name, [Verified(digest, size, commit, discard)], sessions)
+    (info,) = await finalize_many(pool, name, [upload], sessions)
     return info
+
+
+async def start_writes(pool: Executor, keys: Sequence[str]) -> None:
+    """Record that objects may be written at `keys`, committed before they are: until a
+    row records each (or GC finds none and deletes the object), GC knows where to look."""
+    await pool.execute(
+        """INSERT INTO storage_writes (key) SELECT unnest($1::text[])
+           ON CONFLICT (key) DO UPDATE SET started_at = now()""",
+        list(keys),
+    )
 
 
 async def finalize_many(
@@ -136,11 +144,12 @@ async def finalize_many(
     sessions: Sequence[uuid.UUID] = (),
 ) -> list[BlobInfo]:
     """Record verified uploads (distinct digests) and link them into `name`, in one
-    transaction under their digest locks, which also ends the upload `sessions` (GC then
-    sees the blob row or the session, never neither). Bytes of a blob stored meanwhile
-    by someone else are discarded."""
+    transaction under their digest locks, which also ends the upload `sessions` and the
+    recorded store writes (GC then sees the blob row, the session or the write, never
+    none of them). Bytes of a blob stored meanwhile by someone else are discarded."""
     duplicates: list[Verified] = []
     infos: list[BlobInfo] = []
+    await start_writes(pool, [u.key for u in uploads])
     async with pool.acquire() as conn, conn.transaction():
         digests = [u.digest for u in uploads]
         await _lock_digests(conn, digests)
@@ -153,14 +162,15 @@ async def finalize_many(
             if isinstance(outcome, BaseException):
                 raise outcome
         keys = [str(k) for k in settled]
-        if fresh:
-            await conn.execute(
-                """INSERT INTO blobs (digest, size, storage_key)
-                   SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])""",
-                [str(u.digest) for u in fresh],
-                [u.size for u in fresh],
-                list(keys),
-            )
+        await conn.execute(
+            """WITH recorded AS (DELETE FROM storage_writes WHERE key = ANY($4::text[]))
+               INSERT INTO blobs (digest, size, storage_key)
+               SELECT * FROM unnest($1::text[], $2::int8[], $3::text[])""",
+            [str(u.digest) for u in fresh],
+            [u.size for u in fresh],
+            list(keys),
+            [u.key for u in uploads],
+        )
         stored_now = {
             u.digest: BlobInfo(u.digest, u.size, k) for u, k in zip(fresh, keys, strict=True)
         }

@@ -20,6 +20,11 @@ from registry.oci.digest import Digest
 DriverState = dict[str, Any]
 
 
+def content_key(digest: Digest) -> str:
+    """Where every driver keeps a blob stored whole (`put`, small uploads)."""
+    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
+
+
 class StorageError(Exception):
     """The backend failed; the request gets a 5xx and nothing becomes visible."""
 
@@ -81,8 +86,14 @@ class UploadWriter(Protocol):
         """After the new state was saved: delete data only the previous state needed."""
         ...
 
+    def destination(self, digest: Digest) -> str:
+        """The key `commit(digest)` would write now: recorded as a store write in progress
+        before the commit, so GC finds the object if its row is never written."""
+        ...
+
     async def commit(self, digest: Digest) -> str:
-        """Turn the upload into the stored blob `digest` (already verified); return its key."""
+        """Turn the upload into the stored blob `digest` (already verified); return its
+        key (`destination(digest)`)."""
         ...
 
     async def abort(self) -> None:

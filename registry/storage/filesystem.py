@@ -28,16 +28,13 @@ from registry.storage.base import (
     StorageError,
     StoredObject,
     UploadLost,
+    content_key,
 )
 
 CHUNK = 1 << 20
 _NOT_A_NAME = frozenset(("", ".", ".."))
 IOV_MAX = 1024
 """pwritev(2) takes at most this many buffers per call (Linux UIO_MAXIOV)."""
-
-
-def content_key(digest: Digest) -> str:
-    return f"blobs/{digest.algorithm}/{digest.encoded[:2]}/{digest.encoded}"
 
 
 class _FileUploadWriter:
@@ -106,6 +103,9 @@ class _FileUploadWriter:
 
     async def drop_superseded(self) -> None:
         return None
+
+    def destination(self, digest: Digest) -> str:
+        return content_key(digest)
 
     async def commit(self, digest: Digest) -> str:
         key = content_key(digest)

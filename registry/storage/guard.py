@@ -104,6 +104,9 @@ class _GuardedWriter:
     async def drop_superseded(self) -> None:
         await self._g.call("drop_superseded", self._w.drop_superseded())
 
+    def destination(self, digest: Digest) -> str:
+        return self._w.destination(digest)
+
     async def commit(self, digest: Digest) -> str:
         return await self._g.call("commit", self._w.commit(digest))
 

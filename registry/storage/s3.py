@@ -42,9 +42,9 @@ from registry.storage.base import (
     StorageError,
     StoredObject,
     UploadLost,
+    content_key,
 )
 from registry.storage.budget import ByteBudget
-from registry.storage.filesystem import content_key
 from registry.storage.s3_client import DELETE_BATCH, S3Client, S3Error
 from registry.storage.sigv4 import Credentials
 
@@ -309,6 +309,13 @@ class _S3UploadWriter:
     async def drop_superseded(self) -> None:
         if self._old_tail and self._old_tail != self._new_tail:
             await self._d.delete(self._old_tail, absolute=True)
+
+    def destination(self, digest: Digest) -> str:
+        """One part or less goes to the content key in one PUT; more completes the
+        multipart upload at this upload's own key."""
+        if self._mpu is None:
+            return content_key(digest)
+        return self._mpu_key[len(self._d.config.prefix) :]
 
     async def commit(self, digest: Digest) -> str:
         try:

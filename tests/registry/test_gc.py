@@ -9,13 +9,20 @@ import random
 from collections.abc import Sequence
 
 import aiohttp
+import asyncpg
 import pytest
 
+from registry.db import blobs as blob_rows
 from registry.gc import collect
 from registry.oci import mediatypes as mt
 from registry.oci.digest import Digest
+from registry.storage.base import content_key
 from tests.support.oci import Image, push_blob, push_image, push_manifest, sha256
 from tests.support.servers import LiveRegistry
+
+
+async def nothing() -> None:
+    pass
 
 
 async def stored_keys(zoll: LiveRegistry) -> set[str]:
@@ -86,14 +93,18 @@ async def test_orphaned_storage_and_abandoned_uploads_are_swept(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
     driver = zoll.registry.driver
-    # A crash after storing bytes but before recording them leaves an object with no row.
+    pool = zoll.registry.pool
+    # A crash after storing bytes but before recording them leaves an object with no row
+    # (and the write, recorded before it).
     data = os.urandom(2048)
     state = await driver.begin_upload("crashed-upload-1")
     writer = await driver.resume_upload("crashed-upload-1", state, 0)
     await writer.write([data])
+    await blob_rows.start_writes(pool, [writer.destination(Digest.parse(sha256(data)))])
     await writer.commit(Digest.parse(sha256(data)))
     # The same for content the service stores whole from memory (no upload session).
     made = os.urandom(512)
+    await blob_rows.start_writes(pool, [content_key(Digest.parse(sha256(made)))])
     await driver.put(Digest.parse(sha256(made)), made)
     # And an upload whose request died leaves data with no session.
     state = await driver.begin_upload("abandoned-upload-2")
@@ -106,14 +117,75 @@ async def test_orphaned_storage_and_abandoned_uploads_are_swept(
     async with http.patch(live, data=b"still coming") as r:
         live = f"{zoll.url}{r.headers['Location']}"
 
-    report = await collect(zoll.registry, grace=0)
+    report = await collect(zoll.registry, grace=0, deep=False)
 
     assert report.orphaned_objects >= 3
     assert await stored_keys(zoll) == set()
+    assert await pool.fetchval("SELECT count(*) FROM storage_writes") == 0
     uploads = {u async for u, _ in driver.list_uploads()}
     assert "abandoned-upload-2" not in uploads
     async with http.put(f"{live}?digest={sha256(b'still coming')}") as r:
         assert r.status == 201
+
+
+async def test_a_blob_stored_by_a_transaction_that_failed_is_collected(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """The database connection dies after the bytes are stored, before their row is
+    committed: the push fails, and the next collection (which does not list the store)
+    removes the object its recorded write names."""
+    pool = zoll.registry.pool
+    data = os.urandom(3000)
+    digest = Digest.parse(sha256(data))
+
+    async def store_then_lose_the_database() -> str:
+        key = await zoll.registry.driver.put(digest, data)
+        await pool.execute(
+            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND state = 'idle in transaction'"""
+        )
+        return key
+
+    upload = blob_rows.Verified(
+        digest, len(data), content_key(digest), store_then_lose_the_database, nothing
+    )
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+        await blob_rows.finalize_many(pool, "app", [upload])
+    assert await zoll.registry.driver.stat(content_key(digest)) == len(data)
+    assert not await readable(zoll, http, "app", str(digest))
+
+    report = await collect(zoll.registry, grace=0, deep=False)
+
+    assert report.orphaned_objects == 1 and not report.deep
+    assert await zoll.registry.driver.stat(content_key(digest)) is None
+    assert await pool.fetchval("SELECT count(*) FROM storage_writes") == 0
+    # The client's retry stores it for good.
+    await push_blob(http, zoll.url, "app", data)
+    assert await readable(zoll, http, "app", str(digest))
+
+
+async def test_only_a_deep_pass_lists_the_store(
+    zoll: LiveRegistry, http: aiohttp.ClientSession
+) -> None:
+    """Objects nothing records (left before writes were recorded) are found by listing
+    the store: the first collection does that, then one every gc.deep_sweep_interval."""
+    kept = Image.random()
+    await push_image(http, zoll.url, "app", kept, "v1")
+    made = os.urandom(512)
+    await zoll.registry.driver.put(Digest.parse(sha256(made)), made)
+    key = content_key(Digest.parse(sha256(made)))
+
+    first = await collect(zoll.registry, grace=3600)
+    assert first.deep and first.orphaned_objects == 0  # younger than the grace period
+    assert await zoll.registry.driver.stat(key) == len(made)
+    second = await collect(zoll.registry, grace=0)
+    assert not second.deep and second.orphaned_objects == 0
+    assert await zoll.registry.driver.stat(key) == len(made)
+    deep = await collect(zoll.registry, grace=0, deep=True)
+    assert deep.deep and deep.orphaned_objects == 1
+    assert await zoll.registry.driver.stat(key) is None
+    for blob in (kept.config, *kept.layers):
+        assert await readable(zoll, http, "app", sha256(blob))
 
 
 async def test_concurrent_pushes_never_lose_content(
@@ -202,7 +274,8 @@ async def test_sweeps_in_batches_delete_each_batch_in_one_storage_call(
     deletes = [key for call in calls for key in call]
     assert len(deletes) == len(set(deletes)) == report.blobs
     assert all(len(call) <= 2 for call in calls)
-    assert set(report.seconds) == {"uploads", "manifests", "links", "blobs", "storage"}
+    assert report.deep  # the first collection lists the store too
+    assert set(report.seconds) == {"uploads", "manifests", "links", "blobs", "storage", "deep"}
     for name, image in kept.items():
         for blob in (image.config, *image.layers):
             assert await readable(zoll, http, name, sha256(blob))

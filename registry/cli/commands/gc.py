@@ -19,6 +19,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--grace", type=float, help="seconds of protection for recent content (config default)"
     )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        default=None,
+        help="also list the whole store for objects nothing records (gc.deep_sweep_interval "
+        "otherwise decides)",
+    )
     add_json_flag(p)
     p.set_defaults(handler=_gc)
 
@@ -35,7 +42,7 @@ def _gc(args: argparse.Namespace) -> int:
     async def once() -> dict[str, object]:
         registry = await open_registry(config)
         try:
-            return (await collect(registry, grace=args.grace)).to_json()
+            return (await collect(registry, grace=args.grace, deep=args.deep)).to_json()
         finally:
             await close_registry(registry)
 
@@ -48,6 +55,8 @@ def _gc(args: argparse.Namespace) -> int:
         table.add_row(key.replace("_", " "), str(report[key]))
     table.add_row("bytes freed", str(report["bytes_freed"]))
     console.print(table)
+    if report["deep"]:
+        console.print("the whole store was listed (deep pass)")
     if report["skipped"]:
         console.print("[yellow]another collection was running; nothing done[/]")
     return 0
