@@ -877,7 +877,9 @@ async def garbage_collection(
         await asyncio.sleep(max(0.0, PUSH_INTERVAL - ms / 1000))
         return ms
 
-    async def collection(deep: bool, first_push: int) -> tuple[dict[str, Any], list[float]]:
+    async def collection(
+        deep: bool, first_push: int, starts: list[float] | None = None
+    ) -> tuple[dict[str, Any], list[float]]:
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.scale", "--gc-child", *(["--deep"] if deep else []),
             env=env, stdout=subprocess.PIPE,
@@ -885,6 +887,8 @@ async def garbage_collection(
         waiting = asyncio.ensure_future(child.communicate())
         during: list[float] = []
         while not waiting.done():
+            if starts is not None:
+                starts.append(time.time())
             during.append(await paced(first_push + len(during)))
         raw, _ = await waiting
         if child.returncode != 0:
@@ -894,7 +898,10 @@ async def garbage_collection(
 
     idle = [await paced(i) for i in range(5)]
     idle = [await paced(i) for i in range(IDLE_PUSHES)]
-    found, during = await collection(False, 1000)
+    starts: list[float] = []
+    found, during = await collection(False, 1000, starts)
+    # idle again after GC: the baseline then spans the same stretch of the machine's life
+    idle += [await paced(i) for i in range(100_000, 100_000 + IDLE_PUSHES)]
     report, calls = found["report"], found["calls"]
     collected = max(1, report["blobs"] + report["orphaned_objects"])
     driver_calls = sum(v for k, v in calls.items() if not k.startswith("s3 "))
@@ -906,8 +913,12 @@ async def garbage_collection(
     out.values["GC peak RSS MiB"] = found["max_rss_mib"]
     out.values["push p99 idle ms"] = pct(idle, 0.99)
     out.values["push p99 during GC ms"] = pct(during, 0.99)
+    out.values["push p50 idle ms"] = pct(idle, 0.5)
+    out.values["push p50 during GC ms"] = pct(during, 0.5)
+    out.values["GC rested s"] = report["rested"]
     out.notes["pushes during GC"] = len(during)
     out.notes["gc"] = found
+    out.notes["slowest pushes by GC phase"] = slow_by_phase(found["report"], starts, during)
     print(
         f"    GC {found['seconds']:.1f} s: {report['manifests']} manifests, "
         f"{report['links']} links, {report['blobs']} blobs, "
@@ -920,7 +931,8 @@ async def garbage_collection(
         f"({len(during)} pushes)",
         flush=True,
     )
-    deep, during_deep = await collection(True, 1000 + len(during))
+    print(f"    by sweep: {out.notes['slowest pushes by GC phase']}", flush=True)
+    deep, during_deep = await collection(True, 200_000)
     out.values["deep pass s"] = deep["report"]["seconds"].get("deep", math.nan)
     out.values["deep GC objects listed"] = deep["listed"]
     out.values["push p99 during deep GC ms"] = pct(during_deep, 0.99)
@@ -931,6 +943,33 @@ async def garbage_collection(
         f"{pct(during_deep, 0.99):.1f} ms ({len(during_deep)} pushes)",
         flush=True,
     )
+
+
+def slow_by_phase(
+    report: dict[str, Any], starts: list[float], during: list[float]
+) -> dict[str, Any]:
+    """Which sweep was running when the slowest 1 % of the pushes started, and each
+    sweep's push p99: the report's `seconds`, in the order the sweeps ran, laid end to end
+    from its start (a push before the lock was taken counts to the first)."""
+    start = datetime.fromisoformat(report["started"]).timestamp()
+    ends = []
+    for phase, seconds in report["seconds"].items():
+        start += seconds
+        ends.append((start, phase))
+
+    def phase_of(t: float) -> str:
+        return next((phase for end, phase in ends if t < end), "after")
+
+    phases = [phase_of(t) for t in starts]
+    slowest = sorted(range(len(during)), key=lambda i: during[i])[-max(1, len(during) // 100) :]
+    return {
+        "slowest 1%": dict(Counter(phases[i] for i in slowest)),
+        "p99 ms": {
+            phase: pct([ms for ms, p in zip(during, phases, strict=True) if p == phase], 0.99)
+            for phase in dict.fromkeys(phases)
+        },
+        "pushes": dict(Counter(phases)),
+    }
 
 
 def s3_requests(calls: dict[str, int], listed: int) -> int:

@@ -146,6 +146,13 @@ class GCConfig(_Section):
         24 * 3600, ge=0, description="never collect content used more recently than this"
     )
     untagged_manifests: bool = True
+    duty_cycle: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of its run a collection works; it rests the remainder, so the "
+        "store and the database serve pushes and pulls in between (1: never rests)",
+    )
     deep_sweep_interval: float = Field(
         7 * 24 * 3600,
         ge=0,

@@ -188,6 +188,34 @@ async def test_only_a_deep_pass_lists_the_store(
         assert await readable(zoll, http, "app", sha256(blob))
 
 
+@pytest.mark.parametrize("driver", ["filesystem"])
+async def test_a_collection_rests_as_long_as_its_duty_cycle_says(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc.duty_cycle 0.5: a collection spends about as long resting between batches as
+    working (pushes and pulls get the store and the database meanwhile); 1: never rests."""
+    monkeypatch.setattr("registry.gc.BATCH", 2)
+    monkeypatch.setattr("registry.gc.BLOB_BATCH", 2)
+    monkeypatch.setattr("registry.gc.REST_AFTER", 0.0)  # rest after every batch
+
+    def with_duty(duty: float) -> None:
+        gc = zoll.registry.config.gc.model_copy(update={"duty_cycle": duty})
+        monkeypatch.setattr(
+            zoll.registry, "config", zoll.registry.config.model_copy(update={"gc": gc})
+        )
+
+    for duty in (0.5, 1.0):
+        strays = [await push_blob(http, zoll.url, "paced", os.urandom(200)) for _ in range(12)]
+        with_duty(duty)
+        report = await collect(zoll.registry, grace=0)
+        assert report.blobs == len(strays)
+        worked = sum(report.seconds.values()) - report.rested
+        if duty == 1.0:
+            assert report.rested == 0
+        else:
+            assert report.rested >= 0.5 * worked, report.to_json()
+
+
 async def test_concurrent_pushes_never_lose_content(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
@@ -249,6 +277,7 @@ async def test_sweeps_in_batches_delete_each_batch_in_one_storage_call(
     garbage goes, nothing kept does, and each batch of blobs is one storage call that
     names each collected blob once."""
     monkeypatch.setattr("registry.gc.BATCH", 2)
+    monkeypatch.setattr("registry.gc.BLOB_BATCH", 2)
     kept = {}
     for name in ("a/one", "b/two", "c/three"):
         image = Image.random()
