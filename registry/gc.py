@@ -81,9 +81,9 @@ WITH RECURSIVE kept(digest) AS (
 
 class Pacer:
     """Keeps a collection to `duty` of its run: after each `REST_AFTER` seconds of work
-    it waits work × (1 − duty) / duty. A batch of deletes keeps the store and the database
-    busy for a moment (on S3, 500 keys in one request); pushes that arrive then wait for
-    it, so the rest is theirs."""
+    it waits work × (1 − duty) / duty. A batch of deletes keeps the store and the
+    database busy for a moment (on S3, `BLOB_BATCH` keys in one request); pushes
+    arriving then wait for it, so the rest is theirs."""
 
     def __init__(self, duty: float) -> None:
         self._duty = duty
