@@ -129,7 +129,10 @@ async def finalize(
 
 async def start_writes(pool: Executor, keys: Sequence[str]) -> None:
     """Record that objects may be written at `keys`, committed before they are: until a
-    row records each (or GC finds none and deletes the object), GC knows where to look."""
+    row records each (or GC finds none and deletes the object), GC knows where to look.
+    Recorded before the digest locks are taken, so a write stalled past the grace period
+    may lose its record to GC and, if its transaction then fails, leave an object only
+    the deep pass finds; nothing visible is ever wrong."""
     await pool.execute(
         """INSERT INTO storage_writes (key) SELECT unnest($1::text[])
            ON CONFLICT (key) DO UPDATE SET started_at = now()""",
