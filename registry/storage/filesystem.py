@@ -108,7 +108,7 @@ class _FileUploadWriter:
         return content_key(digest)
 
     async def commit(self, digest: Digest) -> str:
-        key = content_key(digest)
+        key = self.destination(digest)
         target = self._root / key
 
         def finish_and_move() -> None:

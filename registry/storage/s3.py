@@ -318,11 +318,11 @@ class _S3UploadWriter:
         return self._mpu_key[len(self._d.config.prefix) :]
 
     async def commit(self, digest: Digest) -> str:
+        key = self.destination(digest)
         try:
             self._check_stream()
             if self._mpu is None:
-                key = self._d.key(content_key(digest))
-                await self._d.call(self._d.client.put_object(key, self._take_buffer()))
+                await self._d.call(self._d.client.put_object(self._d.key(key), self._take_buffer()))
             else:
                 if self._buffer:
                     await self._flush_part()
@@ -332,12 +332,11 @@ class _S3UploadWriter:
                         self._mpu_key, self._mpu, [(p["n"], p["etag"]) for p in self._parts]
                     )
                 )
-                key = self._mpu_key
         finally:
             await self._release()
         if self._old_tail:
             await self._d.delete(self._old_tail, absolute=True)
-        return key[len(self._d.config.prefix) :]
+        return key
 
     async def close(self) -> None:
         self._stream = None
