@@ -287,9 +287,29 @@ async def _delete_all(registry: Registry, keys: list[str]) -> dict[str, str]:
         return dict.fromkeys(keys, str(exc))
 
 
+UNLINKED_DELETE: Final = """
+WITH gone AS (
+    DELETE FROM blobs b
+     WHERE digest = ANY($1::text[])
+       AND created_at < now() - make_interval(secs => $2)
+       AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+    RETURNING digest, size, storage_key, created_at
+), recorded AS (
+    INSERT INTO storage_writes (key, started_at)
+    SELECT storage_key, '-infinity' FROM gone
+    ON CONFLICT (key) DO NOTHING
+)
+SELECT * FROM gone"""
+"""Delete a batch's unlinked rows and record their objects as writes to settle, in one
+commit: from then on the storage sweep finds those objects even if this collection dies
+before deleting them. A write a push recorded first stays as it was ('-infinity' marks
+the records this collection ends itself)."""
+
+
 async def _unlinked_blobs(registry: Registry, grace: float, pacer: Pacer) -> tuple[int, int]:
-    """Walk the blobs in digest order; each batch is deleted in one transaction under
-    the digest locks of its blobs, with one storage delete per blob."""
+    """Walk the blobs in digest order. Each batch is deleted under its blobs' digest
+    locks, held on the session from the rows' deletion until their objects are gone (one
+    store request): pushes of those blobs wait, and a row never outlives its object."""
     deleted = freed = 0
     after = ""
     while True:
@@ -302,42 +322,39 @@ async def _unlinked_blobs(registry: Registry, grace: float, pacer: Pacer) -> tup
         if not rows:
             return deleted, freed
         after = rows[-1]["digest"]
-        async with registry.pool.acquire() as conn, conn.transaction():
-            await blob_rows.lock_digests(conn, [r["digest"] for r in rows])
-            gone = await conn.fetch(
-                """DELETE FROM blobs b
-                    WHERE digest = ANY($1::text[])
-                      AND created_at < now() - make_interval(secs => $2)
-                      AND NOT EXISTS (SELECT 1 FROM repository_blobs rb
-                                       WHERE rb.digest = b.digest)
-                    RETURNING digest, size, storage_key, created_at""",
-                [r["digest"] for r in rows],
-                grace,
-            )
-            # Still under the digest locks: no upload can re-publish these bytes meanwhile.
+        digests = [r["digest"] for r in rows]
+        async with registry.pool.acquire() as conn, blob_rows.digests_held(conn, digests):
+            gone = await conn.fetch(UNLINKED_DELETE, digests, grace)
+            keys = [r["storage_key"] for r in gone]
             # One request for the batch (S3's DeleteObjects), not one per blob.
-            failed = await _delete_all(registry, [r["storage_key"] for r in gone])
+            failed = await _delete_all(registry, keys)
             kept = [r for r in gone if r["storage_key"] in failed]
-            if kept:  # a delete that failed keeps its row: its bytes may still be there
-                log.warning(
-                    "blob deletes failed",
-                    count=len(kept),
-                    error=failed[kept[0]["storage_key"]],
-                )
+            async with conn.transaction():
+                if kept:  # a delete that failed keeps its row: its bytes may still be there
+                    log.warning(
+                        "blob deletes failed",
+                        count=len(kept),
+                        error=failed[kept[0]["storage_key"]],
+                    )
+                    await conn.execute(
+                        """INSERT INTO blobs (digest, size, storage_key, created_at)
+                           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],
+                                                $4::timestamptz[])""",
+                        *(
+                            list(col)
+                            for col in zip(
+                                *(
+                                    (r["digest"], r["size"], r["storage_key"], r["created_at"])
+                                    for r in kept
+                                ),
+                                strict=True,
+                            )
+                        ),
+                    )
                 await conn.execute(
-                    """INSERT INTO blobs (digest, size, storage_key, created_at)
-                       SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[],
-                                            $4::timestamptz[])""",
-                    *(
-                        list(col)
-                        for col in zip(
-                            *(
-                                (r["digest"], r["size"], r["storage_key"], r["created_at"])
-                                for r in kept
-                            ),
-                            strict=True,
-                        )
-                    ),
+                    """DELETE FROM storage_writes
+                        WHERE key = ANY($1::text[]) AND started_at = '-infinity'""",
+                    keys,
                 )
             deleted += len(gone) - len(kept)
             freed += sum(int(r["size"]) for r in gone if r["storage_key"] not in failed)

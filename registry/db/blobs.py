@@ -19,7 +19,7 @@ import asyncpg
 from registry import audit
 from registry.audit import Change
 from registry.db import repositories
-from registry.db.pool import Conn, Executor, session_lock
+from registry.db.pool import Conn, Executor, session_lock, unlocking
 from registry.oci.digest import Digest
 
 
@@ -35,18 +35,30 @@ async def lock_digest(conn: Conn, digest: Digest | str) -> None:
     await _lock_digests(conn, [digest])
 
 
-async def lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
-    """`lock_digest` for several blobs at once (GC deletes them in batches)."""
-    await _lock_digests(conn, digests)
+@contextlib.asynccontextmanager
+async def digests_held(conn: Conn, digests: Sequence[Digest | str]) -> AsyncIterator[None]:
+    """The locks of `lock_digest` for several blobs, held on `conn`'s session across
+    transactions (the same keys, so they exclude each other's holders): GC
+    keeps pushes of these blobs waiting from committing their rows' deletion until their
+    objects are deleted too."""
+    async with unlocking(conn):
+        await _lock_digests(conn, digests, session=True)
+        yield
 
 
-async def _lock_digests(conn: Conn, digests: Sequence[Digest | str]) -> None:
-    """`lock_digest` for several blobs, in one order for everyone (no deadlocks); the one
-    place that says which transaction lock key a blob has (`fetch_lock` has the other)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
-        sorted({str(d) for d in digests}),
-    )
+_DIGEST_LOCKS = {
+    False: "SELECT pg_advisory_xact_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
+    True: "SELECT pg_advisory_lock(hashtextextended(d, 7)) FROM unnest($1::text[]) AS d",
+}
+"""The one place that says which lock key a blob has (`fetch_lock` has the other), for
+the transaction or for the session; both kinds of lock on one key exclude each other."""
+
+
+async def _lock_digests(
+    conn: Conn, digests: Sequence[Digest | str], *, session: bool = False
+) -> None:
+    """`lock_digest` for several blobs, in one order for everyone (no deadlocks)."""
+    await conn.execute(_DIGEST_LOCKS[session], sorted({str(d) for d in digests}))
 
 
 @contextlib.asynccontextmanager

@@ -84,20 +84,29 @@ async def flush_commits(executor: Executor) -> None:
 
 
 @contextlib.asynccontextmanager
-async def session_lock(conn: Conn, key: int, *, wait: bool = True) -> AsyncIterator[bool]:
-    """Hold session advisory lock `key` on `conn` for the block; yields False when
-    `wait` is off and someone else holds it. Pools do not reset connections, so a lock
-    that cannot be released (a cancelled task, a broken connection) ends the session."""
+async def unlocking(conn: Conn) -> AsyncIterator[None]:
+    """Release every session advisory lock taken on `conn` in the block. Pools do not
+    reset connections, so a lock that cannot be released (a cancelled task, a broken
+    connection) ends the session."""
     try:
-        if wait:
-            await conn.execute("SELECT pg_advisory_lock($1)", key)
-            held = True
-        else:
-            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-        yield held
+        yield
     finally:
         try:
             await conn.execute("SELECT pg_advisory_unlock_all()")
         except BaseException:
-            conn.terminate()
+            # A lost connection is already closed and handed back to its pool.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
             raise
+
+
+@contextlib.asynccontextmanager
+async def session_lock(conn: Conn, key: int, *, wait: bool = True) -> AsyncIterator[bool]:
+    """Hold session advisory lock `key` on `conn` for the block; yields False when
+    `wait` is off and someone else holds it."""
+    async with unlocking(conn):
+        if wait:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            yield True
+        else:
+            yield bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))

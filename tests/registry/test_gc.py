@@ -164,6 +164,45 @@ async def test_a_blob_stored_by_a_transaction_that_failed_is_collected(
     assert await readable(zoll, http, "app", str(digest))
 
 
+async def test_a_collection_that_loses_the_database_after_deleting_keeps_blobs_pushable(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GC's database connections die right after the store deleted a batch of blobs:
+    no row may outlive its bytes. Pushing the same bytes again must store them anew
+    (not link a row whose object is gone), and the next collection settles the rest."""
+    again, gone = os.urandom(2000), os.urandom(2500)
+    for data in (again, gone):
+        await push_blob(http, zoll.url, "app", data)  # never referenced: collected
+    real_delete = zoll.registry.driver.delete_many
+
+    async def delete_then_lose_the_database(keys: Sequence[str]) -> dict[str, str]:
+        failed = await real_delete(keys)
+        # Every session holding an advisory lock: the collection's and the digests'.
+        await zoll.registry.pool.execute(
+            """SELECT pg_terminate_backend(pid) FROM pg_locks
+                WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"""
+        )
+        return failed
+
+    monkeypatch.setattr(zoll.registry.driver, "delete_many", delete_then_lose_the_database)
+    lost = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+    with pytest.raises(lost):  # whichever the moment of the loss gives
+        await collect(zoll.registry, grace=0, deep=False)
+    monkeypatch.setattr(zoll.registry.driver, "delete_many", real_delete)
+    for data in (again, gone):
+        assert await zoll.registry.driver.stat(content_key(Digest.parse(sha256(data)))) is None
+
+    await push_blob(http, zoll.url, "app", again)
+    assert await readable(zoll, http, "app", sha256(again))
+
+    report = await collect(zoll.registry, grace=3600, deep=False)
+    assert not report.skipped
+    assert await zoll.registry.pool.fetchval("SELECT count(*) FROM storage_writes") == 0
+    rows = await zoll.registry.pool.fetch("SELECT digest FROM blobs")
+    assert {r["digest"] for r in rows} == {sha256(again)}
+    assert await readable(zoll, http, "app", sha256(again))
+
+
 async def test_only_a_deep_pass_lists_the_store(
     zoll: LiveRegistry, http: aiohttp.ClientSession
 ) -> None:
