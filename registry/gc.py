@@ -64,6 +64,11 @@ the slowest 1 % of the pushes during a 100× collection all fell in this sweep
 REST_AFTER = 0.05
 """Seconds of work after which a collection rests (`Pacer`): rests long enough to let
 waiting requests through, few enough that timer overhead stays small."""
+DEEP_PAGE = 100
+"""Objects per listing request in the deep pass, each page checked and followed by a
+rest: a push that meets the pass meets one short request, not 1,000 keys' worth of the
+store's and the database's work (with 1,000-key pages and 50 ms stretches of work,
+pushes during the pass had a p99 of 2.0× idle, docs/benchmarks.md)."""
 
 _KEPT = """
 WITH RECURSIVE kept(digest) AS (
@@ -80,14 +85,14 @@ WITH RECURSIVE kept(digest) AS (
 
 
 class Pacer:
-    """Keeps a collection to `duty` of its run: after each `REST_AFTER` seconds of work
-    it waits work × (1 − duty) / duty. A batch of deletes keeps the store and the
-    database busy for a moment (on S3, `BLOB_BATCH` keys in one request); pushes
-    arriving then wait for it, so the rest is theirs."""
+    """Keeps a collection to `duty` of its run: after each `rest_after` seconds of work
+    (`REST_AFTER`; 0: after every call) it waits work × (1 − duty) / duty. A batch of
+    deletes keeps the store and the database busy for a moment (on S3, `BLOB_BATCH`
+    keys in one request); pushes arriving then wait for it, so the rest is theirs."""
 
-    def __init__(self, duty: float) -> None:
+    def __init__(self, duty: float, rest_after: float | None = None) -> None:
         self._duty = duty
-        self._every = REST_AFTER
+        self._every = REST_AFTER if rest_after is None else rest_after
         self._since = time.monotonic()
         self.rested = 0.0
 
@@ -166,8 +171,10 @@ async def collect(
             report.orphaned_objects += await _abandoned_uploads(registry, grace)
         report.deep = await _deep_pass_due(registry) if deep is None else deep
         if report.deep:
+            page_pacer = Pacer(registry.config.gc.duty_cycle, rest_after=0)
             async with report.timing("deep"):
-                report.orphaned_objects += await _unrecorded_objects(registry, grace, pacer)
+                report.orphaned_objects += await _unrecorded_objects(registry, grace, page_pacer)
+            pacer.rested += page_pacer.rested
         report.rested = round(pacer.rested, 3)
     kinds = ("manifests", "links", "blobs", "orphaned_objects", "expired_uploads")
     for kind in kinds:
@@ -470,19 +477,20 @@ async def _deep_pass_due(registry: Registry) -> bool:
 
 async def _unrecorded_objects(registry: Registry, grace: float, pacer: Pacer) -> int:
     """The deep pass: list every stored object, delete those nothing records (left
-    before writes were recorded, or by a write that outlived its record)."""
+    before writes were recorded, or by a write that outlived its record); a page at a
+    time (`DEEP_PAGE`), resting after each."""
     cutoff = datetime.now(UTC) - timedelta(seconds=grace)
     removed = listed = 0
     batch: list[str] = []
     try:
-        async for obj in registry.driver.list_blobs():
+        async for obj in registry.driver.list_blobs(DEEP_PAGE):
             listed += 1
             if obj.modified < cutoff:
                 batch.append(obj.key)
-            if len(batch) >= BATCH:
-                removed += (await _remove_unrecorded(registry, batch))[0]
-                batch.clear()
-            if listed % BATCH == 0:
+            if listed % DEEP_PAGE == 0:
+                if batch:
+                    removed += (await _remove_unrecorded(registry, batch))[0]
+                    batch.clear()
                 await pacer.pause()
         if batch:
             removed += (await _remove_unrecorded(registry, batch))[0]

@@ -171,8 +171,9 @@ class BlobDriver(Protocol):
         StorageError when the store could not be asked at all."""
         ...
 
-    def list_blobs(self) -> AsyncIterator[StoredObject]:
-        """Every stored blob object (for the orphan sweep of GC)."""
+    def list_blobs(self, page: int = 1000) -> AsyncIterator[StoredObject]:
+        """Every stored blob object (for GC's deep pass); `page`: objects per listing
+        request, where the store lists in pages (a smaller one is a shorter request)."""
         ...
 
     def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:

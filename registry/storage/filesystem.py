@@ -321,9 +321,9 @@ class FilesystemDriver:
                 failed[key] = str(exc)
         return failed
 
-    async def list_blobs(self) -> AsyncIterator[StoredObject]:
+    async def list_blobs(self, page: int = 1000) -> AsyncIterator[StoredObject]:
         """One folder at a time, read in a worker thread: memory stays that of one shard
-        (1/256 of the blobs), and the event loop never waits for a stat."""
+        (1/256 of the blobs), and the event loop never waits for a stat (no pages)."""
         base = self.root / "blobs"
         folders = await asyncio.to_thread(_folders, base)
         for folder in folders:

@@ -264,8 +264,8 @@ class GuardedDriver:
     async def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
         return await self.call("delete", self.inner.delete_many(keys))
 
-    async def list_blobs(self) -> AsyncIterator[StoredObject]:
-        async for item in self._listing("list_blobs", self.inner.list_blobs()):
+    async def list_blobs(self, page: int = 1000) -> AsyncIterator[StoredObject]:
+        async for item in self._listing("list_blobs", self.inner.list_blobs(page)):
             yield item
 
     async def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:

@@ -486,16 +486,16 @@ class S3Driver:
             failed.update({by_full.get(k, k): why for k, why in errors.items()})
         return failed
 
-    async def _list(self, prefix: str) -> AsyncIterator[StoredObject]:
+    async def _list(self, prefix: str, page: int = 1000) -> AsyncIterator[StoredObject]:
         try:
-            async for obj in self.client.list_objects(prefix):
+            async for obj in self.client.list_objects(prefix, page):
                 yield StoredObject(obj.key, obj.size, obj.modified)
         except S3Error as exc:
             raise StorageError(f"S3 listing of {prefix} failed: {exc}") from exc
 
-    async def list_blobs(self) -> AsyncIterator[StoredObject]:
+    async def list_blobs(self, page: int = 1000) -> AsyncIterator[StoredObject]:
         strip = len(self.config.prefix)
-        async for obj in self._list(self.key("blobs/")):
+        async for obj in self._list(self.key("blobs/"), page):
             yield StoredObject(obj.key[strip:], obj.size, obj.modified)
 
     async def list_uploads(self) -> AsyncIterator[tuple[str, datetime]]:

@@ -389,11 +389,12 @@ class S3Client:
             for error in _children(result, "Error")
         }
 
-    async def list_objects(self, prefix: str) -> AsyncIterator[Listed]:
-        """Every object under `prefix` (ListObjectsV2, page by page)."""
+    async def list_objects(self, prefix: str, page: int = 1000) -> AsyncIterator[Listed]:
+        """Every object under `prefix` (ListObjectsV2, `page` objects a request; S3 gives
+        at most 1,000)."""
         token: str | None = None
         while True:
-            query = {"list-type": "2", "prefix": prefix}
+            query = {"list-type": "2", "prefix": prefix, "max-keys": str(page)}
             if token:
                 query["continuation-token"] = token
             root = await self._xml(

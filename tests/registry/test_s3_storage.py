@@ -227,6 +227,33 @@ async def test_gc_deletes_a_batch_of_blobs_in_one_s3_request(
             assert r.status == 200 and await r.read() == blob
 
 
+@pytest.mark.parametrize("driver", ["s3"])
+async def test_the_deep_pass_lists_the_store_a_short_page_at_a_time(
+    zoll: LiveRegistry, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deep pass asks S3 for `DEEP_PAGE` keys a request (a push meeting it waits for
+    one short listing, not a 1,000-key page): every object is still seen, the unrecorded
+    ones go, an image's blobs stay."""
+    monkeypatch.setattr("registry.gc.DEEP_PAGE", 4)
+    image = Image.random(layers=2)
+    await push_image(http, zoll.url, "gc/kept", image, "v1")
+    strays = [os.urandom(600) for _ in range(10)]
+    for data in strays:  # stored with no record: only a listing finds them
+        await zoll.registry.driver.put(Digest.parse(sha256(data)), data)
+    client = zoll.registry.driver.inner.client  # type: ignore[attr-defined]
+    before = client.calls
+    report = await collect(zoll.registry, grace=0, deep=True)
+    requests = client.calls - before
+    assert report.deep and report.orphaned_objects == len(strays)
+    # two upload listings; 13 objects at 4 a page: 4 listings; one delete per stray
+    assert requests == 2 + 4 + len(strays), requests
+    for data in strays:
+        assert await zoll.registry.driver.stat(content_key(Digest.parse(sha256(data)))) is None
+    for blob in (image.config, *image.layers):
+        async with http.get(f"{zoll.url}/v2/gc/kept/blobs/{sha256(blob)}") as r:
+            assert r.status == 200 and await r.read() == blob
+
+
 async def test_presigned_urls_work_against_a_real_store(
     s3_server: S3Server, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
