@@ -63,6 +63,8 @@ class Job:
     attempts: int
     max_attempts: int
     lane: Lane = Lane()
+    worker: str = ""
+    """Who holds it: with `attempts`, which claim this is (each claim counts one more)."""
 
 
 @dataclass
@@ -102,12 +104,22 @@ class Permanent(Failed):
     """A failure retrying cannot fix (bad input, a refused upstream): fail the job now."""
 
 
+class LeaseLost(Exception):
+    """The job is no longer this claim's: its lease ran out and it was queued again, and
+    perhaps claimed by another worker. What this run found is dropped, not recorded
+    over the other run's."""
+
+
 class Cancelled(Exception):
     """Not a failure: what the job was for is gone (an image deleted while its jobs
     waited or ran). The job ends as `cancelled`, quietly, and is not retried."""
 
 
 class JobQueue:
+    """Ending or renewing a job checks that it is still the claim that does so (its
+    `worker` and `attempts`; `LeaseLost` if not): a run that outlived its lease must
+    not end the run that took over."""
+
     def __init__(self, pool: asyncpg.Pool, *, lease_seconds: float = 600, max_attempts: int = 5):
         self.pool = pool
         self.lease_seconds = lease_seconds
@@ -133,7 +145,9 @@ class JobQueue:
         if not queued:
             return None
         if handoff is not None and holder is not None:
-            handoff.job = Job(queued[0], kind, key, payload, 1, self.max_attempts, lane)
+            handoff.job = Job(
+                queued[0], kind, key, payload, 1, self.max_attempts, lane, handoff.worker
+            )
         return queued[0]
 
     async def enqueue_many(
@@ -227,38 +241,49 @@ class JobQueue:
             row["attempts"],
             row["max_attempts"],
             Lane(row["priority"], row["source"]),
+            worker,
         )
 
-    async def extend(self, job: Job) -> None:
-        await self.pool.execute(
-            """UPDATE jobs SET lease_until = now() + make_interval(secs => $2)
-               WHERE id = $1 AND state = 'running'""",
+    async def extend(self, job: Job) -> bool:
+        """Renew the lease; False if the job is no longer this claim's."""
+        held = await self.pool.fetchval(
+            """UPDATE jobs SET lease_until = now() + make_interval(secs => $4)
+               WHERE (id, state, worker, attempts) = ($1, 'running', $2, $3) RETURNING true""",
             job.id,
+            job.worker,
+            job.attempts,
             self.lease_seconds,
         )
+        return bool(held)
 
     async def complete(
         self, job: Job, result: dict[str, Any] | None = None, *, then: Job | None = None
     ) -> None:
         """Mark `job` done (queued again if a rerun was asked for meanwhile) and, in the
-        same statement, `then` (a job handed to this worker) started."""
-        await self.pool.execute(
+        same statement, `then` (a job handed to this worker) started. Raises `LeaseLost`
+        (after starting `then`) if the job is no longer this claim's."""
+        ended = await self.pool.fetch(
             """WITH begun AS (
                  UPDATE jobs SET started_at = now(), updated_at = now()
-                 WHERE id = $3 AND state = 'running'),
+                 WHERE id = $5 AND state = 'running'),
                ended AS (
                  UPDATE jobs SET state = CASE WHEN rerun THEN 'queued' ELSE 'done' END,
                         attempts = CASE WHEN rerun THEN 0 ELSE attempts END,
                         run_after = CASE WHEN rerun THEN now() ELSE run_after END,
-                        rerun = false, result = $2, lease_until = NULL, last_error = NULL,
+                        rerun = false, result = $4, lease_until = NULL, last_error = NULL,
                         updated_at = now()
-                 WHERE id = $1 RETURNING kind, state)
-               SELECT pg_notify($4, kind) FROM ended WHERE state = 'queued'""",
+                 WHERE (id, state, worker, attempts) = ($1, 'running', $2, $3)
+                 RETURNING kind, state)
+               SELECT CASE WHEN state = 'queued' THEN pg_notify($6, kind) END FROM ended""",
             job.id,
+            job.worker,
+            job.attempts,
             result,
             None if then is None else then.id,
             NOTIFY_CHANNEL,
         )
+        if not ended:
+            raise LeaseLost(job.key)
 
     async def begin(self, job: Job) -> None:
         """A job handed to this worker starts now."""
@@ -284,18 +309,23 @@ class JobQueue:
         retry = not permanent and job.attempts < job.max_attempts
         backoff = min(600.0, 2.0**job.attempts) * random.uniform(0.8, 1.2)
         row = await self.pool.fetchrow(
-            """UPDATE jobs SET state = CASE WHEN $2 OR rerun THEN 'queued' ELSE 'failed' END,
-                      attempts = CASE WHEN rerun AND NOT $2 THEN 0 ELSE attempts END,
+            """UPDATE jobs SET state = CASE WHEN $4 OR rerun THEN 'queued' ELSE 'failed' END,
+                      attempts = CASE WHEN rerun AND NOT $4 THEN 0 ELSE attempts END,
                       run_after = now() + make_interval(
-                          secs => CASE WHEN $2 THEN $4 ELSE 0 END),
-                      rerun = false, last_error = $3, lease_until = NULL, updated_at = now()
-               WHERE id = $1 RETURNING state, run_after""",
+                          secs => CASE WHEN $4 THEN $6 ELSE 0 END),
+                      rerun = false, last_error = $5, lease_until = NULL, updated_at = now()
+               WHERE (id, state, worker, attempts) = ($1, 'running', $2, $3)
+               RETURNING state, run_after""",
             job.id,
+            job.worker,
+            job.attempts,
             retry,
             error[:4000],
             backoff,
         )
-        if row is None or row["state"] != "queued":
+        if row is None:
+            raise LeaseLost(job.key)
+        if row["state"] != "queued":
             return None
         next_try: datetime = row["run_after"]
         return next_try
@@ -303,13 +333,17 @@ class JobQueue:
     async def cancel(self, job: Job, reason: str) -> None:
         """End a job whose subject is gone; its result says why. A rerun asked for
         meanwhile is dropped with it: there is nothing left to run it on."""
-        await self.pool.execute(
+        ended = await self.pool.fetchval(
             """UPDATE jobs SET state = 'cancelled', rerun = false, lease_until = NULL,
-                      last_error = NULL, result = $2, updated_at = now()
-               WHERE id = $1""",
+                      last_error = NULL, result = $4, updated_at = now()
+               WHERE (id, state, worker, attempts) = ($1, 'running', $2, $3) RETURNING true""",
             job.id,
+            job.worker,
+            job.attempts,
             {"outcome": "cancelled", "reason": reason},
         )
+        if not ended:
+            raise LeaseLost(job.key)
 
     async def cancel_queued(self, keys: Collection[str], reason: str) -> int:
         """Cancel the queued jobs of these keys (running ones notice by themselves)."""
@@ -323,14 +357,19 @@ class JobQueue:
 
     async def postpone(self, job: Job, delay: float, reason: str) -> None:
         """Queue again later without spending an attempt (inputs not ready yet)."""
-        await self.pool.execute(
+        queued = await self.pool.fetchval(
             """UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL,
-                      rerun = false, last_error = $3, run_after = now() + make_interval(secs => $2),
-                      updated_at = now() WHERE id = $1""",
+                      rerun = false, last_error = $5, run_after = now() + make_interval(secs => $4),
+                      updated_at = now()
+               WHERE (id, state, worker, attempts) = ($1, 'running', $2, $3) RETURNING true""",
             job.id,
+            job.worker,
+            job.attempts,
             delay,
             reason[:4000],
         )
+        if not queued:
+            raise LeaseLost(job.key)
 
     async def requeue_expired(self) -> int:
         """Jobs whose worker died: queue them again (the attempt already counted)."""

@@ -40,6 +40,7 @@ from registry.pipeline.jobs import (
     Job,
     JobQueue,
     Lane,
+    LeaseLost,
     Permanent,
     RetryLater,
 )
@@ -247,6 +248,19 @@ class PipelineRunner:
             handoff.closed = True
 
     async def _run_one(self, job: Job, handoff: Handoff) -> None:
+        try:
+            await self._attempt(job, handoff)
+        except LeaseLost:
+            # Its lease ran out (this worker stalled, or could not renew it for that long)
+            # and the job was queued again: the run that took over records the outcome.
+            log.warning(
+                "job lease lost: outcome dropped", kind=job.kind, key=job.key, attempt=job.attempts
+            )
+            JOB_OUTCOMES.labels(job.kind, "lost").inc()
+            if handoff.job is not None:
+                await self.svc.jobs.begin(handoff.job)
+
+    async def _attempt(self, job: Job, handoff: Handoff) -> None:
         keeper = asyncio.create_task(self._keep_lease(job))
         token = HANDOFF.set(handoff)
         lane = LANE.set(job.lane)  # what it queues is work of the same lane
@@ -299,9 +313,19 @@ class PipelineRunner:
         )
 
     async def _keep_lease(self, job: Job) -> None:
+        """Renew the lease a third of the way through, until the job ends. A renewal that
+        fails (the database unreachable for a moment) is tried again at the next turn:
+        the lease outlasts two failed renewals."""
         while True:
             await asyncio.sleep(self.svc.jobs.lease_seconds / 3)
-            await self.svc.jobs.extend(job)
+            try:
+                held = await self.svc.jobs.extend(job)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("job lease not renewed", kind=job.kind, key=job.key, error=repr(exc))
+                continue
+            if not held:
+                log.warning("job lease lost", kind=job.kind, key=job.key, attempt=job.attempts)
+                return
 
     async def _housekeeping(self) -> None:
         """Every few seconds: requeue jobs of dead workers and run periodic tasks (mirror

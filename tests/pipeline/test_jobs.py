@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from registry.pipeline.jobs import HANDOFF, Handoff, Job, JobQueue
+from registry.pipeline.jobs import HANDOFF, Handoff, Job, JobQueue, LeaseLost
 from registry.pipeline.runner import HANDLERS, PipelineRunner
 from registry.pipeline.services import PipelineServices
 from tests.support.servers import LiveRegistry, live_registry, registry_config
@@ -220,3 +220,91 @@ async def test_a_job_queued_after_its_worker_moved_on_is_not_held(
     later.set()
     assert await left_behind[0] is not None
     assert (await states(zoll))["second:e"] == ["queued"]
+
+
+async def expire_and_take_elsewhere(zoll: LiveRegistry, key: str) -> Job:
+    """The lease of running job `key` runs out (its worker stalled), housekeeping queues
+    it again and another worker claims it."""
+    await zoll.registry.pool.execute(
+        "UPDATE jobs SET lease_until = now() - interval '1 second' WHERE key = $1", key
+    )
+    assert await zoll.services.jobs.requeue_expired() == 1
+    job = await zoll.services.jobs.claim("elsewhere", [*TEST_KINDS])
+    assert job is not None and job.key == key
+    return job
+
+
+async def test_a_run_that_outlived_its_lease_does_not_end_the_run_that_took_over(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    stale = await queued_and_claimed(jobs, "test-second", "k", "host:1:0")
+    current = await expire_and_take_elsewhere(zoll, "k")
+    assert current.attempts == stale.attempts + 1
+
+    assert not await jobs.extend(stale)
+    for ending in (
+        jobs.complete(stale, {"by": "stale"}),
+        jobs.fail(stale, "stale failure"),
+        jobs.postpone(stale, 5, "stale postponement"),
+        jobs.cancel(stale, "stale cancellation"),
+    ):
+        with pytest.raises(LeaseLost):
+            await ending
+    row = await zoll.registry.pool.fetchrow("SELECT state, worker, attempts, result FROM jobs")
+    assert (row["state"], row["worker"], row["attempts"], row["result"]) == (
+        "running",
+        "elsewhere",
+        current.attempts,
+        None,
+    )
+    assert await jobs.extend(current)
+    await jobs.complete(current, {"by": "elsewhere"})
+    row = await zoll.registry.pool.fetchrow("SELECT state, result FROM jobs")
+    assert (row["state"], row["result"]) == ("done", {"by": "elsewhere"})
+
+
+async def test_a_runner_whose_lease_ran_out_leaves_the_job_to_its_new_holder(
+    zoll: LiveRegistry, handlers: dict[str, Any]
+) -> None:
+    jobs = zoll.services.jobs
+    job = await queued_and_claimed(jobs, "test-gate", "slow", "host:1:0")
+    running = asyncio.create_task(PipelineRunner(zoll.services).run(job))
+    await handlers["entered"].wait()
+    current = await expire_and_take_elsewhere(zoll, "slow")
+    handlers["gate"].set()
+    await running  # ends quietly: its outcome is dropped
+    assert await states(zoll) == {"slow": ["running"]}
+    await jobs.complete(current, {})
+    assert await states(zoll) == {"slow": ["done"]}
+
+
+async def test_a_renewal_cut_off_by_the_database_does_not_end_the_lease(
+    zoll: LiveRegistry, handlers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops the connection of a lease renewal in flight: the runner keeps
+    renewing, so the job is not queued again under its running handler."""
+    jobs = zoll.services.jobs
+    monkeypatch.setattr(jobs, "lease_seconds", 0.9)  # renewed every 0.3 s
+    job = await queued_and_claimed(jobs, "test-gate", "renewed", "host:1:0")
+    running = asyncio.create_task(PipelineRunner(zoll.services).run(job))
+    await handlers["entered"].wait()
+    pool = zoll.registry.pool
+    async with pool.acquire() as conn, conn.transaction():
+        # The row locked: the next renewal waits on it, and its connection is cut.
+        await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job.id)
+        for _ in range(100):
+            cut = await pool.fetchval(
+                """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                    WHERE query LIKE 'UPDATE jobs SET lease_until%' AND wait_event_type = 'Lock'"""
+            )
+            if cut:
+                break
+            await asyncio.sleep(0.05)
+        assert cut == 1
+    await asyncio.sleep(2.0)  # more than two leases
+    assert await pool.fetchval("SELECT lease_until > now() FROM jobs WHERE id = $1", job.id)
+    assert await jobs.requeue_expired() == 0
+    handlers["gate"].set()
+    await running
+    assert await states(zoll) == {"renewed": ["done"]}

@@ -4,6 +4,7 @@ queue holds (depth and age per kind, failures, mirror progress) is in /metrics."
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,7 +107,10 @@ async def test_metrics_show_the_queue_failures_and_mirror_progress(
     )
     await zoll.services.jobs.enqueue(failing_kind, "doomed", {})
     job = await claim(zoll.services.jobs, [failing_kind])
-    job = Job(job.id, job.kind, job.key, job.payload, job.max_attempts, job.max_attempts)
+    await zoll.registry.pool.execute(
+        "UPDATE jobs SET attempts = max_attempts WHERE id = $1", job.id
+    )
+    job = dataclasses.replace(job, attempts=job.max_attempts)
     await PipelineRunner(zoll.services).run(job)  # its last attempt: failed for good
 
     async with http.get(f"{zoll.url}/metrics") as r:
