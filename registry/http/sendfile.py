@@ -13,6 +13,7 @@ import asyncio
 import os
 import select
 import threading
+from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import web
@@ -21,14 +22,23 @@ from aiohttp.abc import AbstractStreamWriter
 from registry.oci.consumers import ProcessThreadPool
 
 STALL_SECONDS = 60.0
-"""A client that takes no byte for this long is dropped (as distribution's write timeout)."""
+"""A client that takes no byte for this long is dropped (as distribution's write timeout;
+the service passes `http.idle_timeout`)."""
 
 _SENDERS = ProcessThreadPool(32, "sendfile")
 
 
-def send_range(sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event) -> int:
+def send_range(
+    sock_fd: int,
+    file_fd: int,
+    offset: int,
+    count: int,
+    stop: threading.Event,
+    client_idle: float = STALL_SECONDS,
+) -> int:
     """Send `count` bytes of `file_fd` from `offset` to a non-blocking socket; return how
-    many went. Raises ConnectionResetError when the peer goes away or stalls."""
+    many went. Raises ConnectionResetError when the peer goes away or takes nothing for
+    `client_idle` seconds."""
     poller = select.poll()
     poller.register(sock_fd, select.POLLOUT)
     sent = 0
@@ -49,18 +59,18 @@ def send_range(sock_fd: int, file_fd: int, offset: int, count: int, stop: thread
         events = poller.poll(1000)
         if not events:
             idle += 1.0
-            if idle >= STALL_SECONDS:
-                raise ConnectionResetError("client took no data for a minute")
+            if idle >= client_idle:
+                raise ConnectionResetError(f"client took no data for {client_idle:g} s")
         elif any(ev & (select.POLLERR | select.POLLHUP) for _, ev in events):
             raise ConnectionResetError("client closed the connection")
     return sent
 
 
 def _send_and_close(
-    sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event
+    sock_fd: int, file_fd: int, offset: int, count: int, stop: threading.Event, idle: float
 ) -> int:
     try:
-        return send_range(sock_fd, file_fd, offset, count, stop)
+        return send_range(sock_fd, file_fd, offset, count, stop, idle)
     finally:
         os.close(sock_fd)
         os.close(file_fd)
@@ -91,7 +101,12 @@ async def headers_sent(transport: asyncio.Transport) -> None:
 
 
 class SendfileResponse(web.FileResponse):
-    """`FileResponse` (Range, conditional requests, HEAD) with a real sendfile path."""
+    """`FileResponse` (Range, conditional requests, HEAD) with a real sendfile path; a
+    client that takes nothing for `client_idle` seconds is dropped."""
+
+    def __init__(self, path: Path, *, client_idle: float = STALL_SECONDS, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._client_idle = client_idle
 
     async def _sendfile(
         self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
@@ -112,7 +127,14 @@ class SendfileResponse(web.FileResponse):
         client, blob = os.dup(sock.fileno()), os.dup(fobj.fileno())
         try:
             sent = await loop.run_in_executor(
-                _SENDERS.get(), _send_and_close, client, blob, offset, count, stop
+                _SENDERS.get(),
+                _send_and_close,
+                client,
+                blob,
+                offset,
+                count,
+                stop,
+                self._client_idle,
             )
         finally:
             stop.set()  # a cancelled request ends the thread within a second

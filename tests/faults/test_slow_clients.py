@@ -6,6 +6,7 @@ blob transfer that keeps progressing is never cut, however long it takes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -158,3 +159,38 @@ async def test_slow_but_progressing_transfers_are_never_cut(
     assert bytes(received) == big
     assert time.monotonic() - started > 2 * IDLE_TIMEOUT
     await audit_verifies(guarded.config.database.dsn or "")
+
+
+async def test_a_client_that_reads_nothing_of_a_blob_file_is_dropped(
+    pg_dsn: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """On the filesystem the body goes out with sendfile(2) from a thread: a client that
+    takes the headers of a 64 MiB blob and then nothing is dropped after
+    `http.idle_timeout`, as on every other path, and never receives the rest."""
+    config = registry_config(
+        pg_dsn, tmp_path / "data", "filesystem", None, http={"idle_timeout": IDLE_TIMEOUT}
+    )
+    async with live_registry(config) as live:
+        blob = os.urandom(64 * 1024 * KiB)  # far more than the socket buffers hold
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        async with http.post(
+            f"{live.url}/v2/idle/blobs/uploads/", params={"digest": digest}, data=blob
+        ) as r:
+            assert r.status == 201
+        host, port = live.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 20)
+        try:
+            request = f"GET /v2/idle/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            writer.write(f"{request}\r\n".encode())
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(IDLE_TIMEOUT + 3)  # takes nothing meanwhile
+            received = 0
+            with contextlib.suppress(ConnectionError):
+                async with asyncio.timeout(20):
+                    while chunk := await reader.read(1 << 20):
+                        received += len(chunk)
+            assert received < len(blob)
+        finally:
+            writer.transport.abort()
+        async with http.get(f"{live.url}/v2/idle/blobs/{digest}") as r:
+            assert r.status == 200 and await r.read() == blob

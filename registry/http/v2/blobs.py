@@ -63,7 +63,12 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     path = reg.driver.local_path(info.storage_key)
     if path is not None:
         # FileResponse does Range and If-None-Match/If-Range; the subclass does sendfile.
-        return SendfileResponse(path, headers=headers, chunk_size=1 << 20)
+        return SendfileResponse(
+            path,
+            client_idle=reg.config.http.idle_timeout,
+            headers=headers,
+            chunk_size=1 << 20,
+        )
     start, end = wanted if wanted is not None else (0, info.size - 1)
     resp = web.StreamResponse(status=206 if wanted else 200, headers=headers)
     resp.content_length = max(end - start + 1, 0)
