@@ -313,12 +313,19 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+FAILURE_REMINDER = 60.0
+"""Seconds between log lines of periodic work that keeps failing."""
+
+
 async def _every(
     interval: float, stopping: asyncio.Event, work: Callable[[], Awaitable[object]], failed: str
 ) -> None:
     """Run `work` about every `interval` seconds (jittered, so workers and instances drift
     apart) until `stopping`; a failure (the database may be away) is logged as `failed`
-    and the work retried next time."""
+    and the work retried next time. While it keeps failing, a reminder is logged at most
+    every `FAILURE_REMINDER` seconds (not every few seconds in every worker), and the
+    first success after failures says so."""
+    failures, reminded = 0, 0.0
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval * random.uniform(0.9, 1.1))
@@ -326,8 +333,19 @@ async def _every(
             return
         try:
             await work()
-        except Exception:
-            log.exception(failed)
+        except Exception as exc:
+            failures += 1
+            now = time.monotonic()
+            if failures == 1:
+                log.exception(failed)
+                reminded = now
+            elif now - reminded >= FAILURE_REMINDER:
+                log.error(f"{failed}, still", failures=failures, error=repr(exc))
+                reminded = now
+            continue
+        if failures:
+            log.info(f"{failed} before, works again", failures=failures)
+            failures = 0
 
 
 async def _background(registry_config: Config, registry: Registry, stopping: asyncio.Event) -> None:
