@@ -337,6 +337,9 @@ async def _unlinked_blobs(registry: Registry, grace: float, pacer: Pacer) -> tup
             failed = await _delete_all(registry, keys)
             kept = [r for r in gone if r["storage_key"] in failed]
             async with conn.transaction():
+                # Not waiting for the disk: a crash that loses this commit leaves records
+                # the storage sweep settles (the rows' deletion above was durable).
+                await conn.execute("SET LOCAL synchronous_commit = off")
                 if kept:  # a delete that failed keeps its row: its bytes may still be there
                     log.warning(
                         "blob deletes failed",
