@@ -320,7 +320,7 @@ class PipelineRunner:
             await asyncio.sleep(self.svc.jobs.lease_seconds / 3)
             try:
                 held = await self.svc.jobs.extend(job)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # whichever error a lost connection gives
                 log.warning("job lease not renewed", kind=job.kind, key=job.key, error=repr(exc))
                 continue
             if not held:
