@@ -56,11 +56,12 @@ log = get_logger("zoll.gc")
 GC_LOCK = 0x5A4F4743  # "ZOGC"
 BATCH = 500
 """Rows per sweep transaction: bounds memory, lock hold time and the work lost to a crash."""
-BLOB_BATCH = 100
+BLOB_BATCH = 50
 """Blobs per delete batch: each batch is one store request (S3 DeleteObjects) that keeps
 the store busy while it runs, and pushes arriving meanwhile wait behind it. At 500 keys
-the slowest 1 % of the pushes during a 100× collection all fell in this sweep
-(docs/benchmarks.md); 100 keys still cost a hundredth of a request per blob."""
+the slowest 1 % of the pushes during a 100× collection all fell in this sweep; at 100
+they still did, and push p99 during GC was 1.45× idle; at 50, 1.27× (docs/benchmarks.md).
+50 keys cost a fiftieth of a request per blob."""
 REST_AFTER = 0.05
 """Seconds of work after which a collection rests (`Pacer`): rests long enough to let
 waiting requests through, few enough that timer overhead stays small."""
